@@ -1,0 +1,162 @@
+"""The ``vitlab`` command line: train, eval, predict."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value
+from vitlab.errors import VitlabError
+from vitlab.models.presets import available_presets, preset_config
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model; writes checkpoints, metrics and a summary to --out")
+    p.add_argument("--data", help="cifar10, cifar100, or an ImageFolder root with train/ and test/ (default: cifar10)")
+    p.add_argument("--model", help=f"model preset: {', '.join(available_presets())} (default: seed)")
+    p.add_argument("--config", help="YAML file with model/data/train sections (a preset from configs/)")
+    p.add_argument("--out", help="run folder for checkpoints, metrics.jsonl and summary.json")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--epochs", type=int, help="number of epochs (default 10, or unlimited with --time-budget)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop training after this many seconds; the learning-rate schedule is fitted to it")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--balanced", action="store_true", help="class-balanced sampling (the seed's WeightedRandomSampler)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set model.dim=256 --set train.label_smoothing=0.1")
+
+
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy and loss of a checkpoint on a data split")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", help="data source (default: the one the checkpoint was trained on)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files and folders; CSV with one probability column per class")
+    p.add_argument("checkpoint")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
+    p.add_argument("--out", help="CSV file to write (default: print the CSV)")
+    p.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most likely labels")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformers for image classification.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub)
+    _add_eval_parser(sub)
+    _add_predict_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from vitlab import __version__
+
+    return __version__
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """Defaults -> --config YAML -> --model -> flags -> --set (later wins)."""
+    cfg = Config()
+    if args.config:
+        apply_mapping(cfg, load_yaml(args.config), f"--config {args.config}")
+    if args.model:
+        cfg.model = preset_config(args.model)
+    flags = {
+        "data.source": args.data, "train.epochs": args.epochs, "train.time_budget": args.time_budget,
+        "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
+        "train.device": args.device, "data.balanced": True if args.balanced else None,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            set_value(cfg, key, value)
+    for key, value in parse_set(args.set):
+        set_value(cfg, key, value)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vitlab.train.checkpoint import read_checkpoint
+    from vitlab.train.trainer import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = Config.from_dict(read_checkpoint(run_dir / "last.pt")["config"], origin=f"{run_dir}/last.pt")
+        for key, value in {"train.epochs": args.epochs, "train.time_budget": args.time_budget}.items():
+            if value is not None:
+                set_value(cfg, key, value)
+        if args.data:
+            set_value(cfg, "data.source", args.data)
+        train(cfg, run_dir, resume=True)
+        return 0
+    if not args.out:
+        raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
+    train(train_config(args), Path(args.out))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitlab.data.augment import BatchTransform
+    from vitlab.data.dataset import load_data
+    from vitlab.train.checkpoint import load_checkpoint
+    from vitlab.train.evaluate import evaluate
+    from vitlab.train.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model, meta = load_checkpoint(args.checkpoint, device)
+    cfg: Config = meta["config"]
+    data_cfg = dataclasses.replace(cfg.data, source=args.data or cfg.data.source)
+    # The training seed reproduces the training run's validation hold-out.
+    data = load_data(data_cfg, cfg.model.img_size, cfg.train.seed)
+    if data.classes != meta["classes"]:
+        raise VitlabError(
+            f"{args.checkpoint}: trained on {len(meta['classes'])} classes {meta['classes'][:5]}..., "
+            f"but --data {data_cfg.source} has {len(data.classes)} classes {data.classes[:5]}..."
+        )
+    split = getattr(data, args.split)
+    if split is None:
+        raise VitlabError(f"--split {args.split}: {data_cfg.source} has no validation split (data.val_fraction is 0)")
+    transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=device)
+    with torch.inference_mode():
+        result = evaluate(model, split, transform, args.batch_size, device)
+    print(f"{args.split}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on {result['n']} images")
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from vitlab.predict import predict
+    from vitlab.train.trainer import resolve_device
+
+    predict(args.checkpoint, args.paths, out=args.out, top_k=args.top_k, batch_size=args.batch_size,
+            device=str(resolve_device(args.device)))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VitlabError as e:
+        print(f"vitlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vitlab: interrupted", file=sys.stderr)
+        return 130

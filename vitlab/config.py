@@ -1,0 +1,237 @@
+"""Config as data: one dataclass tree is the single source of truth for a run.
+
+Resolution order (later wins): dataclass defaults -> YAML file (``--config``) -> ``--model`` preset ->
+dedicated CLI flags (``--epochs``, ``--time-budget`` ...) -> ``--set key=value``. The resolved tree is
+saved as ``config.yaml`` in every run folder and inside every checkpoint, so a model can be rebuilt
+from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from vitlab.errors import VitlabError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a Vision Transformer. Defaults are the seed's exact hyper-parameters."""
+
+    preset: str = "seed"
+    img_size: int = 32
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 10
+    dim: int = 128
+    depth: int = 12
+    heads: int = 8
+    mlp_dim: int = 64
+    # One rate for every dropout site, as in the seed: embeddings, attention weights,
+    # attention output and both MLP layers.
+    dropout: float = 0.01
+    qkv_bias: bool = True
+    # The seed's attention concatenates heads with no output projection (W_O); the ViT paper has one.
+    attn_proj: bool = False
+    # "head_dim": softmax(q k^T / sqrt(head_dim)) as in the ViT paper.
+    # "seed": the seed divides by sqrt(dim) instead; kept to reproduce its results.
+    attn_scale: str = "head_dim"
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are split and augmented."""
+
+    # "cifar10", "cifar100", or a path to an ImageFolder root holding train/ and test/ (optional val/).
+    source: str = "cifar10"
+    # Decoded uint8 caches and torchvision downloads live here; "" means $VITLAB_CACHE or ~/.cache/vitlab.
+    cache_dir: str = ""
+    val_fraction: float = 0.1
+    val_max: int = 5000
+    crop_padding: int = 4
+    hflip: bool = True
+    # Draw training batches with probability inversely proportional to class size (the seed's
+    # WeightedRandomSampler): each epoch then sees the classes equally often.
+    balanced: bool = False
+    # Fail on the first unreadable image instead of skipping and listing it.
+    strict: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation recipe."""
+
+    # None: 10 epochs, or as many as fit in time_budget when one is set.
+    epochs: Optional[int] = None
+    # Wall-clock seconds of training; the learning-rate schedule is fitted to it.
+    time_budget: Optional[float] = None
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine (linear warm-up then cosine) | onecycle | constant
+    warmup: float = 0.05  # share of training spent warming up
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default (all cores)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
+        cfg = cls()
+        apply_mapping(cfg, d, origin)
+        return cfg
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or a ``--set`` string) to the field's declared type."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        inner = [a for a in typing.get_args(typ) if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        pass
+    else:
+        raise VitlabError(f"{key}: unsupported field type {typ}")
+    name = getattr(typ, "__name__", str(typ))
+    raise VitlabError(f"{key}: expected a value of type {name}, got {value!r}")
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set ``section.field`` on the tree, checking the key exists and converting the value's type."""
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        raise VitlabError(f"--set {dotted}: keys look like section.field, e.g. train.lr or model.dim")
+    section, name = parts
+    if section not in _field_types(cfg):
+        raise VitlabError(f"--set {dotted}: unknown section {section!r} (expected one of model, data, train)")
+    node = getattr(cfg, section)
+    types = _field_types(node)
+    if name not in types:
+        raise VitlabError(f"--set {dotted}: unknown key {name!r} in {section} (known: {', '.join(types)})")
+    setattr(node, name, _coerce(value, types[name], dotted))
+
+
+def apply_mapping(cfg: Config, d: dict[str, Any], origin: str) -> None:
+    """Apply a nested mapping (from YAML or a checkpoint) onto ``cfg``. ``model.preset`` is applied first."""
+    if not isinstance(d, dict):
+        raise VitlabError(f"{origin}: expected a mapping with sections model, data, train")
+    for section, values in d.items():
+        if section not in ("model", "data", "train"):
+            raise VitlabError(f"{origin}: unknown section {section!r} (expected model, data, train)")
+        if not isinstance(values, dict):
+            raise VitlabError(f"{origin}: section {section!r} must be a mapping")
+        values = dict(values)
+        if section == "model" and "preset" in values:
+            from vitlab.models.presets import preset_config
+
+            cfg.model = preset_config(str(values.pop("preset")))
+        for name, value in values.items():
+            set_value(cfg, f"{section}.{name}", value)
+
+
+def parse_set(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise VitlabError(f"--set {item}: expected key=value, e.g. --set train.lr=3e-4")
+        key, value = item.split("=", 1)
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise VitlabError(f"--config {p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise VitlabError(f"--config {p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return data or {}
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that cannot work, naming the option, before any data is read."""
+    m, t, d = cfg.model, cfg.train, cfg.data
+    positive = {
+        "model.img_size": m.img_size, "model.patch_size": m.patch_size, "model.dim": m.dim,
+        "model.depth": m.depth, "model.heads": m.heads, "model.mlp_dim": m.mlp_dim,
+        "model.num_classes": m.num_classes, "model.in_chans": m.in_chans,
+        "train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
+    }
+    for key, v in positive.items():
+        if v <= 0:
+            raise VitlabError(f"{key}: expected a positive integer, got {v}")
+    if t.epochs is not None and t.epochs <= 0:
+        raise VitlabError(f"--epochs: expected a positive integer, got {t.epochs}")
+    if t.time_budget is not None and t.time_budget <= 0:
+        raise VitlabError(f"--time-budget: expected a positive number of seconds, got {t.time_budget}")
+    if t.lr <= 0:
+        raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
+    if m.img_size % m.patch_size:
+        raise VitlabError(
+            f"model.patch_size: {m.patch_size} does not divide model.img_size {m.img_size}"
+        )
+    if m.dim % m.heads:
+        raise VitlabError(f"model.heads: {m.heads} does not divide model.dim {m.dim}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise VitlabError(f"model.dropout: expected a rate in [0, 1), got {m.dropout}")
+    if m.attn_scale not in ("head_dim", "seed"):
+        raise VitlabError(f"model.attn_scale: expected 'head_dim' or 'seed', got {m.attn_scale!r}")
+    if t.optimizer not in ("adamw", "adam", "sgd"):
+        raise VitlabError(f"train.optimizer: expected adamw, adam or sgd, got {t.optimizer!r}")
+    if t.schedule not in ("cosine", "onecycle", "constant"):
+        raise VitlabError(f"train.schedule: expected cosine, onecycle or constant, got {t.schedule!r}")
+    if not 0.0 <= t.warmup < 1.0:
+        raise VitlabError(f"train.warmup: expected a share in [0, 1), got {t.warmup}")
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise VitlabError(f"data.val_fraction: expected a share in [0, 1), got {d.val_fraction}")
+    if d.crop_padding < 0:
+        raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")

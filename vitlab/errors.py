@@ -1,0 +1,5 @@
+"""The one exception type a user sees: the CLI prints its message on one line, without a traceback."""
+
+
+class VitlabError(Exception):
+    """A problem with the user's input (file, folder, option, checkpoint) that they can fix."""

@@ -1,0 +1,51 @@
+"""Named model presets: the seed's model and the ViT paper's sizes (Dosovitskiy et al., 2021, Table 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vitlab.config import ModelConfig
+from vitlab.errors import VitlabError
+
+# (dim, depth, heads, mlp_dim) of the paper's sizes; Ti and S are from DeiT (Touvron et al., 2021).
+PAPER_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "vit-ti": (192, 12, 3, 768),
+    "vit-s": (384, 12, 6, 1536),
+    "vit-b": (768, 12, 12, 3072),
+    "vit-l": (1024, 24, 16, 4096),
+    "vit-h": (1280, 32, 16, 5120),
+}
+
+
+def available_presets() -> list[str]:
+    return ["seed"] + [f"{name}[/P]" for name in PAPER_SIZES]
+
+
+def preset_config(name: str) -> ModelConfig:
+    """``seed``, or a paper size with an optional patch size: ``vit-s`` (patch 16), ``vit-s/4``.
+
+    Paper sizes use the paper's attention (output projection, 1/sqrt(head_dim)) and no dropout. Their
+    image size is 224 for patches of 14 px or more (the paper's setting) and 32 (CIFAR) below that;
+    override with ``--set model.img_size=...``.
+    """
+    if name == "seed":
+        return ModelConfig()
+    base, _, patch = name.partition("/")
+    if base not in PAPER_SIZES:
+        raise VitlabError(f"--model {name}: unknown preset (known: {', '.join(available_presets())})")
+    if patch and not patch.isdigit():
+        raise VitlabError(f"--model {name}: the patch size after '/' must be an integer, e.g. {base}/4")
+    patch_size = int(patch) if patch else 16
+    dim, depth, heads, mlp_dim = PAPER_SIZES[base]
+    return dataclasses.replace(
+        ModelConfig(),
+        preset=name,
+        img_size=224 if patch_size >= 14 else 32,
+        patch_size=patch_size,
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_dim=mlp_dim,
+        dropout=0.0,
+        attn_proj=True,
+    )

@@ -1,0 +1,164 @@
+"""A Vision Transformer (Dosovitskiy et al., 2021), faithful to the seed's model.
+
+image (B, C, H, W) -> p x p patches flattened in the seed's order -> linear projection -> [class token; patches]
++ learned position embedding -> dropout -> depth x pre-norm encoder block -> LayerNorm -> linear head on the
+class token.
+
+Where this differs from the seed, and why:
+- Attention is scaled by 1/sqrt(head_dim) as in "Attention Is All You Need"; the seed divides by sqrt(dim),
+  which flattens every head's softmax. ``attn_scale="seed"`` restores the seed's scaling.
+- q, k and v come from one fused linear layer (same maths as the seed's three, one matmul instead of three).
+- Weights start from a truncated normal (std 0.02, as timm and big_vision do) rather than the seed's
+  ``torch.randn`` class token and position embedding, whose unit scale swamps the patch embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitlab.config import ModelConfig
+
+
+def _dropout(rate: float) -> nn.Module:
+    # An Identity rather than Dropout(0) keeps zero-rate dropout entirely off the training step.
+    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C*p*p): patches row by row, each flattened channel-major like the seed's
+    ``PatchGenerator`` (``img.unfold(1, p, p).unfold(2, p, p)`` then channels first)."""
+    B, C, H, W = x.shape
+    p = patch_size
+    x = x.reshape(B, C, H // p, p, W // p, p)  # (B, C, gh, p, gw, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, gh, gw, C, p, p)
+    return x.reshape(B, (H // p) * (W // p), C * p * p)
+
+
+class PatchEmbed(nn.Module):
+    """The seed's LinearProjection: one linear map applied to every flattened patch."""
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Linear(in_chans * patch_size * patch_size, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(patchify(x, self.patch_size))  # (B, N, D)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.head_dim = cfg.dim // cfg.heads
+        self.scale = (self.head_dim if cfg.attn_scale == "head_dim" else cfg.dim) ** -0.5
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
+        self.attn_drop = cfg.dropout
+        self.proj = nn.Linear(cfg.dim, cfg.dim) if cfg.attn_proj else nn.Identity()
+        self.proj_drop = _dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
+        drop = self.attn_drop if self.training else 0.0
+        attn = None
+        if return_attention:
+            # The exact manual path: the same maths as the fused kernel, with the maps kept.
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, h, N, N)
+            x = F.dropout(attn, drop, self.training) @ v
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+        x = x.transpose(1, 2).reshape(B, N, D)  # heads back side by side
+        return self.proj_drop(self.proj(x)), attn
+
+
+class Block(nn.Module):
+    """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_dim),
+            nn.GELU(),
+            _dropout(cfg.dropout),
+            nn.Linear(cfg.mlp_dim, cfg.dim),
+            _dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        y, attn = self.attn(self.norm1(x), return_attention)
+        x = x + y
+        x = x + self.mlp(self.norm2(x))
+        return x, attn
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = dataclasses.replace(cfg)
+        num_patches = (cfg.img_size // cfg.patch_size) ** 2
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, cfg.dim))
+        self.pos_drop = _dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that weight decay would only pull towards zero for no benefit."""
+        return {"pos_embed", "cls_token"}
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh head for ``num_classes`` classes (fine-tuning on a new label set)."""
+        self.cfg.num_classes = num_classes
+        self.head = nn.Linear(self.cfg.dim, num_classes).to(self.pos_embed.device)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward_features(self, x: torch.Tensor, return_attention: bool = False):
+        """Images (B, C, H, W) -> normalised tokens (B, 1+N, D), and the per-layer maps if asked."""
+        x = self.patch_embed(x)  # (B, N, D)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, D)
+        x = self.pos_drop(torch.cat([cls, x], dim=1) + self.pos_embed)  # (B, 1+N, D)
+        maps: list[torch.Tensor] = []
+        for block in self.blocks:
+            x, attn = block(x, return_attention)
+            if return_attention:
+                maps.append(attn)
+        x = self.norm(x)
+        return (x, maps) if return_attention else x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens (B, 1+N, D) -> logits (B, classes), or the class-token embedding (B, D) with pre_logits."""
+        x = x[:, 0]
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """Logits (B, classes); with ``return_attention`` also a list of ``depth`` maps (B, heads, 1+N, 1+N)."""
+        if return_attention:
+            x, maps = self.forward_features(x, return_attention=True)
+            return self.forward_head(x), maps
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+

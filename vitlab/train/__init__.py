@@ -1,0 +1,7 @@
+"""Training loop, optimizer and schedules, checkpoints, evaluation."""
+
+from vitlab.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from vitlab.train.evaluate import evaluate, predict_logits
+from vitlab.train.trainer import train
+
+__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint", "evaluate", "predict_logits", "train"]
