@@ -51,6 +51,36 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="curves, confusion matrix, t-SNE, attention maps: RUN_DIR/report/report.html")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="data source (default: the one the run was trained on)")
+    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=PATH",
+                   help="another test set: an ImageFolder split of photos of any size (repeatable)")
+    p.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE (default %(default)s)")
+    p.add_argument("--device", default="auto")
+
+
+def _add_attention_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attention", help="attention maps (last layer and rollout) of any images")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders")
+    p.add_argument("--out", required=True, help="folder for one PNG per image")
+    p.add_argument("--device", default="auto")
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="train and inference images/s against timm's VisionTransformer, same size")
+    p.add_argument("--cases", default="seed:512,seed:128,vit-s/4:128",
+                   help="comma-separated MODEL:BATCH list (default: %(default)s)")
+    p.add_argument("--dropout", choices=("preset", "zero", "both"), default="both",
+                   help="the preset's dropout rates, every rate at 0, or both (default)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
+    p.add_argument("--steps", type=int, default=1, help="steps per timed repeat")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitlab", description="Vision Transformers for image classification.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -58,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_eval_parser(sub)
     _add_predict_parser(sub)
+    _add_report_parser(sub)
+    _add_attention_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -147,7 +180,65 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
+def cmd_report(args: argparse.Namespace) -> int:
+    from vitlab.analysis.report import build_report
+
+    if args.tsne_samples < 10:
+        raise VitlabError(f"--tsne-samples: expected at least 10, got {args.tsne_samples}")
+    path = build_report(args.run_dir, data=args.data, extra_tests=args.extra_test,
+                        tsne_samples=args.tsne_samples, device=args.device)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from vitlab.analysis.attention_cli import attention_maps
+
+    for path in attention_maps(args.checkpoint, args.images, Path(args.out), device=args.device):
+        print(path)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from vitlab.bench import Case, compare, data_pipeline
+    from vitlab.io import atomic_write_text
+
+    if args.repeats < 1 or args.steps < 1:
+        raise VitlabError("--repeats and --steps: expected positive integers")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cases = []
+    for item in args.cases.split(","):
+        model, _, batch = item.strip().partition(":")
+        if not batch.isdigit() or int(batch) <= 0:
+            raise VitlabError(f"--cases {item}: expected MODEL:BATCH, e.g. seed:512")
+        for dropout in (("preset", "zero") if args.dropout == "both" else (args.dropout,)):
+            cases.append(Case(model, int(batch), dropout))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"median of {args.repeats} repeats x {args.steps} step(s), fp32, images/s")
+    header = f"{'model':<10} {'batch':>5} {'dropout':>7} | {'train vitlab':>12} {'timm':>8} {'ratio':>6} | {'infer vitlab':>12} {'timm':>8} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    results = []
+    for case in cases:
+        r = compare(case, args.repeats, args.steps)
+        results.append(r)
+        print(f"{case.model:<10} {case.batch_size:>5} {case.dropout:>7} | {r['train_vitlab']:>12.1f} {r['train_timm']:>8.1f} "
+              f"{r['train_ratio']:>5.2f}x | {r['infer_vitlab']:>12.1f} {r['infer_timm']:>8.1f} {r['infer_ratio']:>5.2f}x",
+              flush=True)
+    pipeline = data_pipeline()
+    print(f"data pipeline (index + crop + flip + normalise, batch 512): {pipeline:.0f} images/s")
+    if args.json:
+        atomic_write_text(json.dumps({"cases": results, "data_pipeline": pipeline}, indent=2), Path(args.json))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+            "attention": cmd_attention, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,8 +96,9 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
+        """Rebuild a resolved tree (from a checkpoint or config.yaml): ``model.preset`` is only a label here."""
         cfg = cls()
-        apply_mapping(cfg, d, origin)
+        apply_mapping(cfg, d, origin, resolve_preset=False)
         return cfg
 
 
@@ -158,8 +159,8 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     setattr(node, name, _coerce(value, types[name], dotted))
 
 
-def apply_mapping(cfg: Config, d: dict[str, Any], origin: str) -> None:
-    """Apply a nested mapping (from YAML or a checkpoint) onto ``cfg``. ``model.preset`` is applied first."""
+def apply_mapping(cfg: Config, d: dict[str, Any], origin: str, *, resolve_preset: bool = True) -> None:
+    """Apply a nested mapping (a YAML preset file) onto ``cfg``; ``model.preset`` is expanded first."""
     if not isinstance(d, dict):
         raise VitlabError(f"{origin}: expected a mapping with sections model, data, train")
     for section, values in d.items():
@@ -168,7 +169,7 @@ def apply_mapping(cfg: Config, d: dict[str, Any], origin: str) -> None:
         if not isinstance(values, dict):
             raise VitlabError(f"{origin}: section {section!r} must be a mapping")
         values = dict(values)
-        if section == "model" and "preset" in values:
+        if section == "model" and "preset" in values and resolve_preset:
             from vitlab.models.presets import preset_config
 
             cfg.model = preset_config(str(values.pop("preset")))

@@ -1,0 +1,176 @@
+"""End-to-end CLI runs on a small real subset of the CIFAR-10 copy."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from vitlab.cli import main
+from vitlab.config import Config
+from vitlab.data import BatchTransform, load_data
+from vitlab.models import create_model
+from vitlab.train import load_checkpoint, read_checkpoint, save_checkpoint
+
+FAST = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_cifar, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert main(["train", "--data", str(small_cifar), "--epochs", "2", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_train_writes_metrics_checkpoints_and_summary(run_dir):
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "summary.json", "config.yaml"):
+        assert (run_dir / name).is_file(), name
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for key in ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"):
+        assert key in lines[0], key
+    assert lines[1]["step"] == 2 * 6  # 360 training images in batches of 64
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("test_acc", "test_loss", "val_acc", "train_seconds", "epochs", "params", "images_per_s", "config"):
+        assert key in summary, key
+    assert summary["test_n"] == 100 and 0.0 <= summary["test_acc"] <= 1.0
+    assert summary["config"]["model"]["depth"] == 2
+
+
+def test_checkpoint_rebuilds_the_model_alone(run_dir):
+    model, meta = load_checkpoint(run_dir / "best.pt")
+    assert meta["classes"][0] == "airplane" and len(meta["mean"]) == 3
+    assert meta["config"].model.depth == 2 and not model.training
+    assert "optimizer" in read_checkpoint(run_dir / "last.pt")
+
+
+def test_reload_gives_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("seed", num_classes=10).eval()
+    cfg = Config(model=model.cfg)
+    save_checkpoint(tmp_path / "m.pt", model, cfg, {"classes": list("abcdefghij"), "mean": [0.5] * 3, "std": [0.2] * 3})
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(5, 3, 32, 32)
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_eval_reproduces_the_summary(run_dir, small_cifar, capsys):
+    assert main(["eval", str(run_dir / "best.pt"), "--data", str(small_cifar)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result["n"] == 100
+    assert result["accuracy"] == pytest.approx(summary["test_acc"], abs=1e-9)
+    assert result["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    assert main(["eval", str(run_dir / "best.pt"), "--split", "val"]) == 0
+    val = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert val["n"] == 40 and val["accuracy"] == pytest.approx(summary["val_acc"], abs=1e-9)
+
+
+def test_predict_on_photos_of_other_sizes(run_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(skdata.chelsea()).save(photos / "chelsea.jpg")
+    Image.fromarray(skdata.astronaut()).save(photos / "sub" / "astronaut.png")
+    Image.fromarray(skdata.rocket()).convert("L").save(photos / "rocket.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run_dir / "best.pt"), str(photos), "--out", str(out), "--top-k", "3"]) == 0
+    assert "broken.jpg" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3
+    assert {r["path"].split("/")[-1] for r in rows} == {"chelsea.jpg", "astronaut.png", "rocket.png"}
+    classes = load_checkpoint(run_dir / "best.pt")[1]["classes"]
+    assert list(rows[0])[:7] == ["path", "label", "confidence", "label_2", "confidence_2", "label_3", "confidence_3"]
+    for r in rows:
+        probs = [float(r[c]) for c in classes]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert r["label"] == classes[max(range(10), key=probs.__getitem__)]
+        assert float(r["confidence"]) >= float(r["confidence_2"]) >= float(r["confidence_3"])
+
+
+def test_predict_matches_eval_on_the_test_images(run_dir, small_cifar, tmp_path):
+    """The CSV's labels on the test folder agree with the in-memory evaluation path."""
+    out = tmp_path / "test.csv"
+    assert main(["predict", str(run_dir / "best.pt"), str(small_cifar / "test"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    correct = sum(r["label"] == r["path"].split("/")[-2] for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert correct / len(rows) == pytest.approx(summary["test_acc"], abs=1e-9)
+
+
+def test_resume_continues_the_run(small_cifar, tmp_path):
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(small_cifar), "--epochs", "1", "--out", str(out), *FAST]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+    assert read_checkpoint(out / "last.pt")["step"] == 12
+
+
+def test_seeded_runs_are_repeatable(small_cifar, tmp_path):
+    for name in ("a", "b"):
+        assert main(["train", "--data", str(small_cifar), "--epochs", "1", "--out", str(tmp_path / name), *FAST]) == 0
+    a, b = (read_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_budget_stops_training(small_cifar, tmp_path):
+    out = tmp_path / "r"
+    args = ["train", "--data", str(small_cifar), "--time-budget", "1.5", "--out", str(out), *FAST]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_seconds"] < 1.5 + 2.0  # the step in flight when the budget ran out finishes
+    assert summary["steps"] >= 1
+
+
+def error_of(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and err.startswith("vitlab: error:")
+    assert len(err.strip().splitlines()) == 1
+    return err
+
+
+def test_bad_inputs_give_one_clear_line(run_dir, small_cifar, tmp_path, capsys):
+    assert "folder not found" in error_of(capsys, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x" / "summary.json").exists()
+    assert "does not divide model.img_size" in error_of(
+        capsys, ["train", "--data", str(small_cifar), "--set", "model.patch_size=5", "--out", str(tmp_path / "y")])
+    assert "already holds a run" in error_of(capsys, ["train", "--data", str(small_cifar), "--out", str(run_dir)])
+    assert "--epochs" in error_of(capsys, ["train", "--data", str(small_cifar), "--epochs", "0", "--out", str(tmp_path / "z")])
+    assert "unknown preset" in error_of(capsys, ["train", "--model", "vit-q", "--out", str(tmp_path / "w")])
+    assert "file not found" in error_of(capsys, ["eval", str(tmp_path / "nope.pt")])
+
+
+def test_checkpoint_from_another_model_is_refused(run_dir, small_cifar, tmp_path, capsys):
+    foreign = tmp_path / "foreign.pt"
+    torch.save(create_model("seed").state_dict(), foreign)
+    assert "not a vitlab checkpoint" in error_of(capsys, ["eval", str(foreign), "--data", str(small_cifar)])
+
+    ckpt = read_checkpoint(run_dir / "best.pt")
+    ckpt["config"]["model"]["dim"] = 64
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    assert "weights do not match" in error_of(capsys, ["eval", str(tmp_path / "mismatch.pt")])
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"definitely not a checkpoint")
+    assert "not a readable torch file" in error_of(capsys, ["predict", str(garbage), str(small_cifar / "test")])
+
+    other = tmp_path / "other"
+    for split in ("train", "test"):
+        for c in ("x", "y"):
+            (other / split / c).mkdir(parents=True)
+            Image.fromarray(skdata.chelsea()).save(other / split / c / "a.jpg")
+    assert "trained on 10 classes" in error_of(capsys, ["eval", str(run_dir / "best.pt"), "--data", str(other)])
+
+
+def test_console_entry_points(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "vitlab", "eval", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert res.returncode == 2 and "none.pt: file not found" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(["vitlab", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "predict" in res.stdout

@@ -1,0 +1,90 @@
+import pytest
+
+from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value, validate
+from vitlab.errors import VitlabError
+
+
+def test_set_converts_types():
+    cfg = Config()
+    set_value(cfg, "model.dim", "256")
+    set_value(cfg, "train.lr", "3e-4")
+    set_value(cfg, "data.hflip", "false")
+    set_value(cfg, "train.epochs", "none")
+    assert (cfg.model.dim, cfg.train.lr, cfg.data.hflip, cfg.train.epochs) == (256, 3e-4, False, None)
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("model.depthh", "3", "unknown key 'depthh'"),
+        ("optim.lr", "1", "unknown section"),
+        ("lr", "1", "section.field"),
+        ("model.dim", "big", "expected a value of type int"),
+        ("model.dim", "1.5", "expected a value of type int"),
+        ("data.hflip", "maybe", "expected a value of type bool"),
+    ],
+)
+def test_set_rejects_bad_keys_and_values(key, value, match):
+    with pytest.raises(VitlabError, match=match):
+        set_value(Config(), key, value)
+
+
+def test_parse_set_needs_equals():
+    assert parse_set(["train.lr=0.1"]) == [("train.lr", "0.1")]
+    with pytest.raises(VitlabError, match="key=value"):
+        parse_set(["train.lr"])
+
+
+def test_yaml_applies_preset_then_fields(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  preset: vit-ti/4\n  depth: 2\ntrain:\n  lr: 0.01\n")
+    cfg = Config()
+    apply_mapping(cfg, load_yaml(f), str(f))
+    assert (cfg.model.dim, cfg.model.depth, cfg.model.patch_size, cfg.train.lr) == (192, 2, 4, 0.01)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    with pytest.raises(VitlabError, match="file not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(VitlabError, match="bad.yaml: not valid YAML"):
+        load_yaml(bad)
+
+
+def test_round_trip_through_dict():
+    cfg = Config()
+    set_value(cfg, "model.preset", "custom")
+    set_value(cfg, "model.dim", "64")
+    set_value(cfg, "model.heads", "4")
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("train.epochs", 0, "--epochs"),
+        ("train.batch_size", -1, "train.batch_size"),
+        ("train.time_budget", 0, "--time-budget"),
+        ("model.heads", 3, "does not divide model.dim"),
+        ("train.optimizer", "lion", "adamw, adam or sgd"),
+    ],
+)
+def test_validate_names_the_option(key, value, match):
+    cfg = Config()
+    set_value(cfg, key, value)
+    with pytest.raises(VitlabError, match=match):
+        validate(cfg)
+
+
+def test_every_shipped_preset_file_resolves():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert files
+    for f in files:
+        text = f.read_text()
+        assert text.startswith("#") and "Command:" in text, f"{f.name}: header must state the command"
+        cfg = Config()
+        apply_mapping(cfg, load_yaml(f), str(f))
+        validate(cfg)

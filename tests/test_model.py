@@ -1,0 +1,127 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vitlab
+from vitlab.errors import VitlabError
+from vitlab.models import create_model, patchify, preset_config
+
+
+def seed_patch_generator(img: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The seed's PatchGenerator.__call__, verbatim, on one (C, H, W) image."""
+    num_channels = img.size(0)
+    patches = img.unfold(1, patch_size, patch_size).unfold(2, patch_size, patch_size).reshape(
+        num_channels, -1, patch_size, patch_size
+    )
+    patches = patches.permute(1, 0, 2, 3)
+    num_patch = patches.size(0)
+    return patches.reshape(num_patch, -1)
+
+
+def test_patch_order_matches_seed_unfold():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    ours = patchify(x, 4)
+    assert ours.shape == (2, 4, 48)
+    for b in range(2):
+        assert torch.equal(ours[b], seed_patch_generator(x[b], 4))
+
+
+@pytest.mark.parametrize("name", ["seed", "vit-ti/8"])
+def test_shapes_and_attention_maps(name):
+    model = create_model(name, num_classes=7).eval()
+    cfg = model.cfg
+    x = torch.randn(3, 3, cfg.img_size, cfg.img_size)
+    tokens = 1 + (cfg.img_size // cfg.patch_size) ** 2
+    logits = model(x)
+    assert logits.shape == (3, 7)
+    logits2, maps = model(x, return_attention=True)
+    assert len(maps) == cfg.depth
+    for m in maps:
+        assert m.shape == (3, cfg.heads, tokens, tokens)
+        assert torch.allclose(m.sum(-1), torch.ones(3, cfg.heads, tokens), atol=1e-5)
+    feats = model.forward_features(x)
+    assert feats.shape == (3, tokens, cfg.dim)
+    assert model.forward_head(feats, pre_logits=True).shape == (3, cfg.dim)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"attn_scale": "seed"}, {"attn_proj": True, "qkv_bias": False}])
+def test_fused_and_manual_attention_give_same_logits(overrides):
+    torch.manual_seed(0)
+    model = create_model("seed", **overrides).eval()
+    x = torch.randn(4, 3, 32, 32)
+    fused = model(x)
+    manual, _ = model(x, return_attention=True)
+    assert torch.allclose(fused, manual, atol=1e-5, rtol=0)
+
+
+def test_attention_scale_flag_changes_the_model():
+    torch.manual_seed(0)
+    a = create_model("seed").eval()
+    b = create_model("seed", attn_scale="seed").eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(a(x), b(x))
+    assert a.blocks[0].attn.scale == pytest.approx(16**-0.5)  # head_dim = 128 / 8
+    assert b.blocks[0].attn.scale == pytest.approx(128**-0.5)
+
+
+def test_seed_preset_is_the_seeds_hyper_parameters():
+    cfg = preset_config("seed")
+    assert (cfg.img_size, cfg.patch_size, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout) == (
+        32, 4, 128, 12, 8, 64, 0.01)
+    model = create_model("seed")
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 1 + 3 * 12  # embeddings + 3 per block
+
+
+def test_zero_dropout_override_removes_every_dropout():
+    model = create_model("seed", num_classes=10, dropout=0.0).train()
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    assert model.blocks[0].attn.attn_drop == 0.0
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), model(x))  # deterministic in train mode
+
+
+def test_paper_presets_and_patch_suffix():
+    s4 = preset_config("vit-s/4")
+    assert (s4.dim, s4.depth, s4.heads, s4.mlp_dim, s4.patch_size, s4.img_size) == (384, 12, 6, 1536, 4, 32)
+    b = preset_config("vit-b")
+    assert (b.patch_size, b.img_size, b.attn_proj) == (16, 224, True)
+    with pytest.raises(VitlabError, match="unknown preset"):
+        preset_config("vit-xl")
+    with pytest.raises(VitlabError, match="patch size"):
+        preset_config("vit-s/x")
+
+
+def test_patch_size_must_divide_image_size():
+    with pytest.raises(VitlabError, match="does not divide model.img_size"):
+        create_model("seed", patch_size=5)
+
+
+def test_no_weight_decay_and_reset_classifier():
+    model = create_model("seed")
+    assert model.no_weight_decay() == {"pos_embed", "cls_token"}
+    model.reset_classifier(3)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert model.cfg.num_classes == 3
+    assert torch.count_nonzero(model.head.weight) == 0
+
+
+def test_overfits_a_small_batch():
+    torch.manual_seed(0)
+    model = create_model("seed", num_classes=10, dropout=0.0)
+    x = torch.randn(20, 3, 32, 32)
+    y = torch.arange(20) % 10
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(150):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert (model(x).argmax(1) == y).float().mean().item() == 1.0
+
+
+def test_public_api():
+    model = vitlab.create_model("seed", num_classes=10)
+    assert isinstance(model, vitlab.VisionTransformer)

@@ -1,0 +1,264 @@
+"""``vitlab report``: every analysis of a run folder in ``RUN_DIR/report/``, gathered in one self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import html
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from sklearn.manifold import TSNE
+
+from vitlab.analysis import figures
+from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, to_heatmap
+from vitlab.analysis.metrics import confusion, most_confused, per_class_scores
+from vitlab.config import Config
+from vitlab.data.augment import BatchTransform
+from vitlab.data.dataset import Split, load_data
+from vitlab.data.folder import decode_files, scan_split
+from vitlab.errors import VitlabError
+from vitlab.io import atomic_write_text
+from vitlab.models.vit import VisionTransformer
+from vitlab.train.checkpoint import load_checkpoint
+from vitlab.train.trainer import resolve_device
+
+
+@torch.inference_mode()
+def logits_and_embeddings(
+    model: VisionTransformer, images: torch.Tensor, transform: BatchTransform, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) and class-token embeddings (N, D), from one pass."""
+    logits, embeddings = [], []
+    for chunk in images.split(batch_size):
+        emb = model.forward_head(model.forward_features(transform(chunk.to(device))), pre_logits=True)
+        embeddings.append(emb.float().cpu())
+        logits.append(model.head(emb).float().cpu())
+    return torch.cat(logits), torch.cat(embeddings)
+
+
+def stratified_sample(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """Up to ``count`` indices, the same number from each class where the classes allow."""
+    if count >= len(labels):
+        return torch.arange(len(labels))
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    per_class = max(1, count // len(classes))
+    picks = [idx[torch.randperm(len(idx), generator=g)[:per_class]] for c in classes
+             for idx in [(labels == c).nonzero().flatten()]]
+    return torch.cat(picks).sort().values
+
+
+def load_extra_test(spec: str, classes: list[str], size: int) -> tuple[str, Split, list[str]]:
+    """``NAME=PATH``: an ImageFolder split (``PATH/<class>/*`` or ``PATH/test/<class>/*``) of any image sizes."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise VitlabError(f"--extra-test {spec}: expected NAME=PATH, e.g. --extra-test photos=./my_photos")
+    root = Path(path)
+    split_dir = root / "test" if (root / "test").is_dir() else root
+    if not split_dir.is_dir():
+        raise VitlabError(f"--extra-test {spec}: folder {root} not found")
+    files, labels, _ = scan_split(split_dir, classes)
+    images, kept, skipped = decode_files(files, size, strict=False, desc=f"decoding {name}")
+    if not kept:
+        raise VitlabError(f"--extra-test {spec}: none of the {len(files)} images could be read")
+    return name, Split(images, torch.tensor(labels)[kept]), skipped
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    return img.permute(1, 2, 0).numpy()
+
+
+def _attention_rows(model, images, labels, preds, conf, classes, transform, device, max_classes=10) -> list[dict]:
+    """For each class: the most confident correct and the most confident wrong test image."""
+    picks: list[tuple[int, str]] = []
+    for c in range(min(len(classes), max_classes)):
+        for correct, word in ((True, "right"), (False, "wrong")):
+            sel = ((labels == c) & ((preds == labels) == correct)).nonzero().flatten()
+            if len(sel):
+                i = int(sel[conf[sel].argmax()])
+                picks.append((i, f"{classes[c]} ({word}:\n{classes[preds[i]]} {conf[i]:.0%})"))
+    if not picks:
+        return []
+    idx = torch.tensor([i for i, _ in picks])
+    with torch.inference_mode():
+        _, maps = model(transform(images[idx].to(device)), return_attention=True)
+    size = images.shape[-1]
+    last = to_heatmap(last_layer_cls_attention(maps).cpu(), size)
+    roll = to_heatmap(attention_rollout(maps).cpu(), size)
+    return [{"image": _hwc(images[i]), "last": last[k].numpy(), "rollout": roll[k].numpy(), "title": t}
+            for k, (i, t) in enumerate(picks)]
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" data-file="{path.name}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#666;font-size:.9em}
+pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:.85em}.muted{color:#777}
+@media print{body{max-width:none}h2{page-break-before:auto}figure,table{page-break-inside:avoid}}
+"""
+
+
+def build_report(
+    run_dir: str | Path,
+    *,
+    data: str | None = None,
+    extra_tests: list[str] = (),
+    tsne_samples: int = 2000,
+    train_sample: int = 5000,
+    device: str = "auto",
+) -> Path:
+    """Write ``RUN_DIR/report/`` (figures, CSVs, ``report.html``) and return the HTML file's path.
+
+    ``report.html`` is written last: a report folder without it is an unfinished one.
+    """
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    model, meta = load_checkpoint(run_dir / "best.pt", resolve_device(device))
+    dev = next(model.parameters()).device
+    cfg: Config = meta["config"]
+    classes: list[str] = meta["classes"]
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    (out / "report.html").unlink(missing_ok=True)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+
+    ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)
+    if ds.classes != classes:
+        raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
+    transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=dev)
+    bs = cfg.train.eval_batch_size
+
+    def scores(split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        logits, emb = logits_and_embeddings(model, split.images, transform, bs, dev)
+        res = {"loss": F.cross_entropy(logits, split.labels).item(),
+               "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split), "n": len(split)}
+        return res, logits, emb
+
+    train_idx = stratified_sample(ds.train.labels, train_sample)
+    columns: dict[str, dict] = {}
+    columns[f"train ({len(train_idx)}-image sample)" if len(train_idx) < len(ds.train) else "train"] = scores(
+        Split(ds.train.images[train_idx], ds.train.labels[train_idx]))[0]
+    if ds.val is not None:
+        columns["validation"] = scores(ds.val)[0]
+    test_res, test_logits, test_emb = scores(ds.test)
+    columns["test"] = test_res
+    skipped = list(ds.skipped)
+    for spec in extra_tests:
+        name, split, bad = load_extra_test(spec, classes, cfg.model.img_size)
+        skipped += bad
+        columns[name] = scores(split)[0]
+
+    labels = ds.test.labels.numpy()
+    probs = test_logits.softmax(1)
+    conf, preds = probs.max(1)
+    cm = confusion(labels, preds.numpy(), len(classes))
+    per_class = per_class_scores(labels, preds.numpy(), classes)
+    pairs = most_confused(cm, classes)
+    with open(out / "confusion_matrix.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *classes])
+        for c, row in zip(classes, cm):
+            w.writerow([c, *row.tolist()])
+
+    figs: dict[str, Path] = {}
+    if records:
+        figs["curves"] = figures.curves(records, out / "curves.png")
+    figs["confusion"] = figures.confusion_matrix(cm, classes, out / "confusion_matrix.png")
+    pick = stratified_sample(ds.test.labels, tsne_samples)
+    emb = test_emb[pick].numpy()
+    points = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))).fit_transform(emb)
+    figs["tsne"] = figures.tsne(points, labels[pick.numpy()], classes, out / "tsne.png")
+    rows = _attention_rows(model, ds.test.images, ds.test.labels, preds, conf, classes, transform, dev)
+    if rows:
+        figs["attention"] = figures.attention_grid(rows, out / "attention.png")
+    wrong = (preds != ds.test.labels).nonzero().flatten()
+    worst = wrong[conf[wrong].argsort(descending=True)[:24]]
+    if len(worst):
+        figs["misclassified"] = figures.image_grid(
+            [_hwc(ds.test.images[i]) for i in worst],
+            [f"true {classes[ds.test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
+            out / "misclassified.png", "Most confidently wrong test images",
+        )
+
+    results = {"columns": columns, "per_class": per_class, "most_confused": pairs, "skipped": skipped}
+    atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
+    page = _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, time.perf_counter() - start)
+    atomic_write_text(page, out / "report.html")
+    return out / "report.html"
+
+
+def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, seconds) -> str:
+    names = list(columns)
+    results = _table(
+        ["", *names],
+        [["Loss", *(f"{columns[n]['loss']:.3f}" for n in names)],
+         ["Accuracy", *(f"{columns[n]['accuracy']:.2%}" for n in names)],
+         ["Images", *(columns[n]["n"] for n in names)]],
+        "results",
+    )
+    timing_rows = [[k, v] for k, v in (
+        ("training time", f"{summary['train_seconds']:.0f} s" if summary else "unknown (no summary.json)"),
+        ("epochs", f"{summary['epochs']:.2f}" if summary else "?"),
+        ("training throughput", f"{summary['images_per_s']:.0f} images/s" if summary else "?"),
+        ("parameters", f"{summary['params']:,}" if summary else "?"),
+        ("device", summary.get("device", "?")),
+        ("best epoch (validation)", summary.get("best_epoch", "?")),
+    )]
+    sections = [
+        f"<h1>vitlab report: {html.escape(run_dir.resolve().name)}</h1>",
+        f'<p class="muted">{html.escape(str(run_dir.resolve()))} · model {html.escape(cfg.model.preset)} · '
+        f"made in {seconds:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}</p>",
+        "<h2>Results</h2>", results,
+        "<h2>Run</h2>", _table(["", ""], timing_rows, "timing"),
+    ]
+    if "curves" in figs:
+        sections += ["<h2>Loss and accuracy</h2>", _img_tag(figs["curves"], "Loss and accuracy per epoch")]
+    sections += [
+        "<h2>Confusion matrix</h2>", _img_tag(figs["confusion"], "Confusion matrix (counts and row percentages)"),
+        '<p>As CSV: <a href="confusion_matrix.csv">confusion_matrix.csv</a>.</p>',
+        _table(["class", "precision", "recall", "F1", "images"],
+               [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]] for r in per_class],
+               "per-class"),
+        "<h3>Most confused pairs</h3>",
+        _table(["true", "predicted as", "images", "share of the true class"],
+               [[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs], "pairs"),
+        "<h2>t-SNE of the learned features</h2>", _img_tag(figs["tsne"], "t-SNE of class-token embeddings, coloured by true class"),
+    ]
+    if "attention" in figs:
+        sections += ["<h2>Attention maps</h2>",
+                     "<p>For each class, its most confident right and wrong test image: the last layer's class-token "
+                     "attention (heads averaged) and attention rollout (Abnar &amp; Zuidema, 2020).</p>",
+                     _img_tag(figs["attention"], "Attention maps")]
+    if "misclassified" in figs:
+        sections += ["<h2>Misclassified examples</h2>", _img_tag(figs["misclassified"], "Most confidently wrong test images")]
+    if skipped:
+        sections += ["<h2>Skipped files</h2>", "<pre>" + html.escape("\n".join(skipped)) + "</pre>"]
+    sections += ["<h2>Config</h2>", "<pre>" + html.escape(yaml.safe_dump(cfg.to_dict(), sort_keys=False)) + "</pre>"]
+    body = "\n".join(sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>vitlab report: {html.escape(run_dir.resolve().name)}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
