@@ -16,7 +16,7 @@ from vitlab.data import BatchTransform, load_data
 from vitlab.models import create_model
 from vitlab.train import load_checkpoint, read_checkpoint, save_checkpoint
 
-FAST = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--seed", "0"]
+FAST = ["--no-report", "--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")

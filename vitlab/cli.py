@@ -30,6 +30,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling (the seed's WeightedRandomSampler)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set model.dim=256 --set train.label_smoothing=0.1")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (vitlab report makes it later)")
 
 
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -132,11 +133,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 set_value(cfg, key, value)
         if args.data:
             set_value(cfg, "data.source", args.data)
-        train(cfg, run_dir, resume=True)
-        return 0
-    if not args.out:
-        raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
-    train(train_config(args), Path(args.out))
+    else:
+        if not args.out:
+            raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
+        run_dir, cfg = Path(args.out), train_config(args)
+    train(cfg, run_dir, resume=bool(args.resume))
+    if not args.no_report:
+        from vitlab.analysis.report import build_report
+
+        print(f"report: {build_report(run_dir, device=cfg.train.device)}")
     return 0
 
 

@@ -78,26 +78,25 @@ def tsne(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path)
     return _save(fig, path)
 
 
-def attention_grid(rows: list[dict], path: Path) -> Path:
-    """Each row: an image, its last-layer class-token attention and its rollout, overlaid on the image.
+def attention_grid(items: list[dict], path: Path, per_row: int = 2) -> Path:
+    """Each item is three panels: the image, its last-layer class-token attention and its rollout overlaid.
 
-    ``rows`` items: ``{"image": (H, W, 3) uint8, "last": (H, W), "rollout": (H, W), "title": str}``.
+    ``items``: ``{"image": (H, W, 3) uint8, "last": (H, W), "rollout": (H, W), "title": str}``, laid out
+    ``per_row`` items to a row.
     """
-    n = len(rows)
-    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.25 * n), squeeze=False)
-    for r, row in enumerate(rows):
-        panels = (("image", None), ("last layer, class token", row["last"]), ("rollout", row["rollout"]))
+    n_rows = -(-len(items) // per_row)
+    fig, axes = plt.subplots(n_rows, 3 * per_row, figsize=(2.0 * 3 * per_row, 2.3 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, item in enumerate(items):
+        r, c0 = divmod(k, per_row)
+        panels = ((item["title"], None), ("last layer", item["last"]), ("rollout", item["rollout"]))
         for c, (label, heat) in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(row["image"])
+            ax = axes[r, 3 * c0 + c]
+            ax.imshow(item["image"])
             if heat is not None:
                 ax.imshow(heat, cmap="inferno", alpha=0.55, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(label, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(row["title"], fontsize=8)
+            ax.set_title(label, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -85,7 +85,7 @@ def _attention_rows(model, images, labels, preds, conf, classes, transform, devi
             sel = ((labels == c) & ((preds == labels) == correct)).nonzero().flatten()
             if len(sel):
                 i = int(sel[conf[sel].argmax()])
-                picks.append((i, f"{classes[c]} ({word}:\n{classes[preds[i]]} {conf[i]:.0%})"))
+                picks.append((i, f"{classes[c]}: {word}\npred {classes[preds[i]]} {conf[i]:.0%}"))
     if not picks:
         return []
     idx = torch.tensor([i for i, _ in picks])
@@ -103,10 +103,10 @@ def _img_tag(path: Path, alt: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" data-file="{path.name}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
-def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
+    head = "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
 
 CSS = """
@@ -232,7 +232,7 @@ def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, secon
         f'<p class="muted">{html.escape(str(run_dir.resolve()))} · model {html.escape(cfg.model.preset)} · '
         f"made in {seconds:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}</p>",
         "<h2>Results</h2>", results,
-        "<h2>Run</h2>", _table(["", ""], timing_rows, "timing"),
+        "<h2>Run</h2>", _table(None, timing_rows, "timing"),
     ]
     if "curves" in figs:
         sections += ["<h2>Loss and accuracy</h2>", _img_tag(figs["curves"], "Loss and accuracy per epoch")]
