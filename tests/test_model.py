@@ -5,6 +5,7 @@ from torch import nn
 
 import vitlab
 from vitlab.errors import VitlabError
+from vitlab.models.dropout import Dropout
 from vitlab.models import create_model, patchify, preset_config
 
 
@@ -71,12 +72,12 @@ def test_seed_preset_is_the_seeds_hyper_parameters():
     assert (cfg.img_size, cfg.patch_size, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout) == (
         32, 4, 128, 12, 8, 64, 0.01)
     model = create_model("seed")
-    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 1 + 3 * 12  # embeddings + 3 per block
+    assert sum(isinstance(m, Dropout) for m in model.modules()) == 1 + 3 * 12  # embeddings + 3 per block
 
 
 def test_zero_dropout_override_removes_every_dropout():
     model = create_model("seed", num_classes=10, dropout=0.0).train()
-    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    assert not any(isinstance(m, Dropout) for m in model.modules())
     assert model.blocks[0].attn.attn_drop == 0.0
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(x), model(x))  # deterministic in train mode

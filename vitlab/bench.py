@@ -19,6 +19,7 @@ from vitlab.config import ModelConfig
 from vitlab.data.augment import BatchTransform
 from vitlab.errors import VitlabError
 from vitlab.models import create_model, preset_config
+from vitlab.train.step import chunked_forward, forward_backward, infer_chunk_size, micro_batch_size
 
 
 @dataclass
@@ -43,25 +44,28 @@ def timm_twin(cfg: ModelConfig) -> nn.Module:
     )
 
 
-def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, micro_batch: int = 0) -> Callable[[], None]:
+    """One AdamW step on the whole batch; with ``micro_batch`` through vitlab's micro-batched step."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
     model.train()
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if micro_batch:
+            forward_backward(model, x, y, micro_batch=micro_batch)
+        else:
+            F.cross_entropy(model(x), y).backward()
         opt.step()
 
     return step
 
 
-def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def _infer_step(model: nn.Module, x: torch.Tensor, chunk: int = 0) -> Callable[[], None]:
     model.eval()
 
     def step() -> None:
         with torch.inference_mode():
-            model(x)
+            chunked_forward(model, x, chunk) if chunk else model(x)
 
     return step
 
@@ -74,7 +78,11 @@ def _time(fn: Callable[[], None], steps: int) -> float:
 
 
 def compare(case: Case, repeats: int, steps: int = 1, warmup: int = 2) -> dict:
-    """Median images/s of vitlab and timm for training steps and inference on one case."""
+    """Median images/s of training steps and inference on one case, for three contenders:
+
+    ``vitlab`` (vitlab's model through its training step and inference path: micro-batches on the CPU),
+    ``vitlab_plain`` (vitlab's model called on the whole batch, as timm is) and ``timm``.
+    """
     cfg = preset_config(case.model)
     if case.dropout == "zero":
         cfg.dropout = 0.0
@@ -84,10 +92,16 @@ def compare(case: Case, repeats: int, steps: int = 1, warmup: int = 2) -> dict:
     x = torch.randn(case.batch_size, 3, cfg.img_size, cfg.img_size)
     y = torch.randint(0, cfg.num_classes, (case.batch_size,))
     fields = {k: getattr(cfg, k) for k in ("img_size", "patch_size", "dim", "depth", "heads", "mlp_dim", "dropout", "attn_proj")}
-    models = {"vitlab": create_model(case.model, num_classes=cfg.num_classes, **fields), "timm": timm_twin(cfg)}
+    ours = create_model(case.model, num_classes=cfg.num_classes, **fields)
+    models = {"vitlab": ours, "vitlab_plain": ours, "timm": timm_twin(cfg)}
     result: dict = {"case": case.__dict__, "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}}
+    cpu = torch.device("cpu")
+    chunks = {"train": micro_batch_size(0, cpu), "infer": infer_chunk_size(0, cpu)}
     for mode in ("train", "infer"):
-        fns = {k: (_train_step(m, x, y) if mode == "train" else _infer_step(m, x)) for k, m in models.items()}
+        make = _train_step if mode == "train" else _infer_step
+        args = {"vitlab": (x, y, chunks["train"]) if mode == "train" else (x, chunks["infer"]),
+                "vitlab_plain": (x, y) if mode == "train" else (x,), "timm": (x, y) if mode == "train" else (x,)}
+        fns = {k: make(m, *args[k]) for k, m in models.items()}
         for fn in fns.values():
             _time(fn, warmup)
         times: dict[str, list[float]] = {k: [] for k in fns}

@@ -71,7 +71,11 @@ class TrainConfig:
     # Wall-clock seconds of training; the learning-rate schedule is fitted to it.
     time_budget: Optional[float] = None
     batch_size: int = 128
-    eval_batch_size: int = 500
+    # Images per forward/backward pass inside a batch (same update, cache-sized pieces); 0: 64 on a CPU, the
+    # whole batch on a GPU.
+    micro_batch: int = 0
+    # Images per inference pass; 0: 32 on a CPU, 1024 on a GPU.
+    eval_batch_size: int = 0
     optimizer: str = "adamw"  # adamw | adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -205,7 +209,7 @@ def validate(cfg: Config) -> None:
         "model.img_size": m.img_size, "model.patch_size": m.patch_size, "model.dim": m.dim,
         "model.depth": m.depth, "model.heads": m.heads, "model.mlp_dim": m.mlp_dim,
         "model.num_classes": m.num_classes, "model.in_chans": m.in_chans,
-        "train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
+        "train.batch_size": t.batch_size,
     }
     for key, v in positive.items():
         if v <= 0:
@@ -214,6 +218,9 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"--epochs: expected a positive integer, got {t.epochs}")
     if t.time_budget is not None and t.time_budget <= 0:
         raise VitlabError(f"--time-budget: expected a positive number of seconds, got {t.time_budget}")
+    for key, v in {"train.micro_batch": t.micro_batch, "train.eval_batch_size": t.eval_batch_size}.items():
+        if v < 0:
+            raise VitlabError(f"{key}: expected 0 (automatic) or a positive integer, got {v}")
     if t.lr <= 0:
         raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
     if m.img_size % m.patch_size:

@@ -15,6 +15,7 @@ from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.train.checkpoint import load_checkpoint
 from vitlab.train.evaluate import predict_logits
+from vitlab.train.step import infer_chunk_size
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -37,7 +38,7 @@ def predict(
     *,
     out: str | Path | None = None,
     top_k: int = 1,
-    batch_size: int = 256,
+    batch_size: int = 0,
     device: str = "cpu",
 ) -> list[dict]:
     """One row per readable image: path, label, confidence, the next ``top_k - 1`` guesses, every probability."""
@@ -59,7 +60,8 @@ def predict(
     if not images:
         raise VitlabError(f"none of the {len(files)} files could be read as an image")
     transform = BatchTransform(meta["mean"], meta["std"], size, device=device)
-    probs = predict_logits(model, torch.stack(images), transform, batch_size, torch.device(device)).softmax(1)
+    dev = torch.device(device)
+    probs = predict_logits(model, torch.stack(images), transform, infer_chunk_size(batch_size, dev), dev).softmax(1)
     conf, top = probs.topk(top_k, dim=1)
 
     header = ["path", "label", "confidence"]

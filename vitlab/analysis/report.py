@@ -29,6 +29,7 @@ from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import load_checkpoint
+from vitlab.train.step import infer_chunk_size
 from vitlab.train.trainer import resolve_device
 
 
@@ -149,7 +150,7 @@ def build_report(
     if ds.classes != classes:
         raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
     transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=dev)
-    bs = cfg.train.eval_batch_size
+    bs = infer_chunk_size(cfg.train.eval_batch_size, dev)
 
     def scores(split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:
         logits, emb = logits_and_embeddings(model, split.images, transform, bs, dev)

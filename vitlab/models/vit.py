@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitlab.config import ModelConfig
+from vitlab.models.dropout import Dropout, dropout
 
 
 def _dropout(rate: float) -> nn.Module:
     # An Identity rather than Dropout(0) keeps zero-rate dropout entirely off the training step.
-    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+    return Dropout(rate) if rate > 0 else nn.Identity()
 
 
 def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -64,16 +65,17 @@ class Attention(nn.Module):
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
-        drop = self.attn_drop if self.training else 0.0
         attn = None
-        if return_attention:
-            # The exact manual path: the same maths as the fused kernel, with the maps kept.
+        dropping = self.training and self.attn_drop > 0
+        if return_attention or dropping:
+            # The exact manual path: the same maths as the fused kernel, with the maps at hand. Dropout on
+            # the weights needs them materialised anyway, and vitlab's dropout draws far fewer random numbers.
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, h, N, N)
-            x = F.dropout(attn, drop, self.training) @ v
+            x = dropout(attn, self.attn_drop, self.training) @ v
         else:
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+            x = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         x = x.transpose(1, 2).reshape(B, N, D)  # heads back side by side
-        return self.proj_drop(self.proj(x)), attn
+        return self.proj_drop(self.proj(x)), (attn if return_attention else None)
 
 
 class Block(nn.Module):

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
@@ -22,6 +21,7 @@ from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
 from vitlab.train.evaluate import evaluate
 from vitlab.train.optim import build_optimizer, lr_factor
+from vitlab.train.step import forward_backward, infer_chunk_size, micro_batch_size
 
 DEFAULT_EPOCHS = 10
 
@@ -63,6 +63,8 @@ class Run:
         self.cfg, self.out, self.data, self.device = cfg, out, data, device
         self.model = VisionTransformer(cfg.model).to(device)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        self.micro_batch = micro_batch_size(cfg.train.micro_batch, device)
+        self.eval_batch = infer_chunk_size(cfg.train.eval_batch_size, device)
         self.eval_transform = BatchTransform(data.mean, data.std, cfg.model.img_size, device=device)
         self.train_transform = BatchTransform(
             data.mean, data.std, cfg.model.img_size,
@@ -133,11 +135,10 @@ class Run:
                 group["lr"] = lr
             idx = idx.to(self.device, non_blocking=True)
             x = self.train_transform(images[idx], self.aug_gen)  # (B, C, S, S)
-            y = labels[idx]
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, batch_correct = forward_backward(
+                self.model, x, labels[idx], micro_batch=self.micro_batch, label_smoothing=t.label_smoothing
+            )
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             self.optimizer.step()
@@ -151,7 +152,7 @@ class Run:
             self.step += 1
             seen += len(idx)
             loss_sum += loss_value * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int(batch_correct)
             bar.update()
             bar.set_postfix(
                 loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
@@ -202,7 +203,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
             break
         record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, **stats}
         if data.val is not None:
-            val = evaluate(run.model, data.val, run.eval_transform, cfg.train.eval_batch_size, device)
+            val = evaluate(run.model, data.val, run.eval_transform, run.eval_batch, device)
             record.update(val_loss=val["loss"], val_acc=val["accuracy"])
         record["train_seconds"] = run.train_seconds
         improved = data.val is None or record["val_acc"] > run.best_val_acc
@@ -226,7 +227,7 @@ def finish(run: Run) -> dict[str, Any]:
     best = read_checkpoint(run.out / "best.pt")
     run.model.load_state_dict(best["model"])
     cfg, data = run.cfg, run.data
-    test = evaluate(run.model, data.test, run.eval_transform, cfg.train.eval_batch_size, run.device)
+    test = evaluate(run.model, data.test, run.eval_transform, run.eval_batch, run.device)
     summary = {
         "test_acc": test["accuracy"],
         "test_loss": test["loss"],
