@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from vitlab.config import DataConfig
-from vitlab.data import BatchTransform, balanced_weights, batch_indices, load_data, read_image
+from vitlab.data import BatchTransform, balanced_weights, epoch_order, load_data, read_image
 from vitlab.data import folder as folder_module
 from vitlab.data.augment import random_crop, random_hflip
 from vitlab.data.splits import stratified_holdout
@@ -62,13 +62,13 @@ def test_batch_transform_normalises_and_resizes():
     assert torch.allclose(out, torch.full_like(out, 2.0))
 
 
-def test_batch_indices_cover_each_item_once_and_balanced_weights():
+def test_epoch_order_covers_each_item_once_and_balanced_weights():
     g = torch.Generator().manual_seed(0)
-    batches = list(batch_indices(10, 4, generator=g))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    order = epoch_order(10, generator=g)
+    assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
+    assert epoch_order(5).tolist() == list(range(5))
     labels = torch.tensor([0] * 90 + [1] * 10)
-    drawn = labels[torch.cat(list(batch_indices(100, 100, generator=g, weights=balanced_weights(labels))))]
+    drawn = labels[epoch_order(100, generator=g, weights=balanced_weights(labels))]
     assert 30 < (drawn == 1).sum().item() < 70  # about half, though class 1 is 10% of the data
 
 

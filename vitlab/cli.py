@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value
-from vitlab.errors import VitlabError
+from vitlab.errors import Interrupted, VitlabError
 from vitlab.models.presets import available_presets, preset_config
 
 
@@ -122,12 +122,11 @@ def train_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vitlab.train.checkpoint import read_checkpoint
-    from vitlab.train.trainer import train
+    from vitlab.train.trainer import resume_checkpoint, train
 
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = Config.from_dict(read_checkpoint(run_dir / "last.pt")["config"], origin=f"{run_dir}/last.pt")
+        cfg = Config.from_dict(resume_checkpoint(run_dir)["config"], origin=f"{run_dir}/last.pt")
         for key, value in {"train.epochs": args.epochs, "train.time_budget": args.time_budget}.items():
             if value is not None:
                 set_value(cfg, key, value)
@@ -222,8 +221,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model, _, batch = item.strip().partition(":")
         if not batch.isdigit() or int(batch) <= 0:
             raise VitlabError(f"--cases {item}: expected MODEL:BATCH, e.g. seed:512")
-        for dropout in (("preset", "zero") if args.dropout == "both" else (args.dropout,)):
-            cases.append(Case(model, int(batch), dropout))
+        modes = ("preset", "zero") if args.dropout == "both" else (args.dropout,)
+        if preset_config(model).dropout == 0.0:
+            modes = modes[:1]  # the preset has no dropout: "zero" would measure the same model again
+        cases += [Case(model, int(batch), mode) for mode in modes]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"median of {args.repeats} repeats x {args.steps} step(s), fp32, images/s")
     header = (f"{'model':<10} {'batch':>5} {'dropout':>7} | {'train vitlab':>12} {'plain':>7} {'timm':>7} {'ratio':>6} "
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(f"vitlab: {e}", file=sys.stderr)
+        return 130
     except VitlabError as e:
         print(f"vitlab: error: {e}", file=sys.stderr)
         return 2

@@ -85,6 +85,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     seed: int = 0
+    # Also refresh last.pt mid-epoch after this many seconds of training (0: only at the end of each epoch).
+    checkpoint_every: float = 300.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default (all cores)
 

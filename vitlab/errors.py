@@ -3,3 +3,7 @@
 
 class VitlabError(Exception):
     """A problem with the user's input (file, folder, option, checkpoint) that they can fix."""
+
+
+class Interrupted(VitlabError):
+    """Training stopped by SIGINT or SIGTERM after finishing its step and saving ``last.pt``."""

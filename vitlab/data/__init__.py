@@ -1,7 +1,7 @@
 """Data sources, splits and batched augmentation."""
 
 from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import ImageData, Split, balanced_weights, batch_indices, load_data
+from vitlab.data.dataset import ImageData, Split, balanced_weights, epoch_order, load_data
 from vitlab.data.images import ImageError, read_image
 
-__all__ = ["BatchTransform", "ImageData", "Split", "balanced_weights", "batch_indices", "load_data", "ImageError", "read_image"]
+__all__ = ["BatchTransform", "ImageData", "Split", "balanced_weights", "epoch_order", "load_data", "ImageError", "read_image"]

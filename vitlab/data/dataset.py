@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
@@ -95,22 +95,16 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
     return data
 
 
-def batch_indices(
-    n: int,
-    batch_size: int,
-    *,
-    generator: torch.Generator | None = None,
-    weights: torch.Tensor | None = None,
-) -> Iterator[torch.Tensor]:
-    """Index batches over ``n`` items: in order without a generator, shuffled with one, or drawn with
-    replacement in proportion to ``weights`` (class balancing)."""
+def epoch_order(
+    n: int, *, generator: torch.Generator | None = None, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The order of one epoch over ``n`` items: as stored without a generator, shuffled with one, or drawn
+    with replacement in proportion to ``weights`` (class balancing)."""
     if weights is not None:
-        order = torch.multinomial(weights, n, replacement=True, generator=generator)
-    elif generator is not None:
-        order = torch.randperm(n, generator=generator)
-    else:
-        order = torch.arange(n)
-    yield from order.split(batch_size)
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    if generator is not None:
+        return torch.randperm(n, generator=generator)
+    return torch.arange(n)
 
 
 def balanced_weights(labels: torch.Tensor) -> torch.Tensor:

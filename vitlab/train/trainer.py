@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
@@ -14,8 +18,8 @@ from tqdm import tqdm
 
 from vitlab.config import Config, validate
 from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import ImageData, balanced_weights, batch_indices, load_data
-from vitlab.errors import VitlabError
+from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, load_data
+from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
@@ -79,6 +83,11 @@ class Run:
         self.images_seen = 0
         self.best_val_acc = -1.0
         self.best_epoch = 0
+        # Position inside the current epoch: its data order, batches done, and its running statistics.
+        self.epoch_order: torch.Tensor | None = None
+        self.epoch_pos = 0
+        self.partial: dict[str, float] = {}
+        self.stop_signal: str | None = None
 
     def meta(self, with_training_state: bool) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -94,6 +103,10 @@ class Run:
         }
         if with_training_state:
             meta["optimizer"] = self.optimizer.state_dict()
+            meta["epoch_state"] = (
+                None if self.epoch_order is None
+                else {"order": self.epoch_order, "pos": self.epoch_pos, "partial": dict(self.partial)}
+            )
             meta["rng"] = {
                 "torch": torch.get_rng_state(),
                 "order": self.order_gen.get_state(),
@@ -106,31 +119,46 @@ class Run:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for key in ("epoch", "step", "train_seconds", "images_seen", "best_val_acc", "best_epoch"):
             setattr(self, key, ckpt[key])
+        state = ckpt.get("epoch_state")
+        if state is not None:
+            self.epoch_order, self.epoch_pos, self.partial = state["order"], state["pos"], dict(state["partial"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.order_gen.set_state(ckpt["rng"]["order"])
         self.aug_gen.set_state(ckpt["rng"]["aug"])
 
     def progress(self, elapsed: float, total_steps: int) -> float:
+        """Share of training done: steps over planned steps, or the share of the time budget if larger."""
         p = self.step / total_steps
         if self.cfg.train.time_budget:
             p = max(p, elapsed / self.cfg.train.time_budget)
         return p
 
     def train_epoch(self, images: torch.Tensor, labels: torch.Tensor, total_steps: int) -> dict[str, float] | None:
-        """One pass over the training data, cut short when the time budget runs out; None if no step ran."""
+        """Finish the current epoch (or run a new one), cut short when the time budget runs out.
+
+        The epoch's data order and position in it are part of the run's state, so a run resumed from a
+        checkpoint written mid-epoch replays exactly the batches an uninterrupted run would have seen.
+        Returns the epoch's statistics, or None if no step ran.
+        """
         t, budget = self.cfg.train, self.cfg.train.time_budget
-        weights = balanced_weights(labels.cpu()) if self.cfg.data.balanced else None
         n = len(labels)
-        steps = math.ceil(n / t.batch_size)
+        if self.epoch_order is None:
+            weights = balanced_weights(labels.cpu()) if self.cfg.data.balanced else None
+            self.epoch_order = epoch_order(n, generator=self.order_gen, weights=weights)
+            self.epoch_pos = 0
+            self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        batches = self.epoch_order.split(t.batch_size)
         self.model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        start = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}", unit="step", leave=False, disable=None)
-        for idx in batch_indices(n, t.batch_size, generator=self.order_gen, weights=weights):
-            elapsed = self.train_seconds + time.perf_counter() - start
-            if budget and elapsed >= budget:
+        p = self.partial
+        bar = tqdm(total=len(batches), initial=self.epoch_pos, desc=f"epoch {self.epoch + 1}", unit="step",
+                   leave=False, disable=None)
+        last_save = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        for idx in batches[self.epoch_pos:]:
+            if budget and self.train_seconds >= budget:
                 break
-            lr = t.lr * lr_factor(t.schedule, self.progress(elapsed, total_steps), t.warmup)
+            step_start = time.perf_counter()
+            lr = t.lr * lr_factor(t.schedule, self.progress(self.train_seconds, total_steps), t.warmup)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             idx = idx.to(self.device, non_blocking=True)
@@ -139,9 +167,6 @@ class Run:
             loss, batch_correct = forward_backward(
                 self.model, x, labels[idx], micro_batch=self.micro_batch, label_smoothing=t.label_smoothing
             )
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise VitlabError(
@@ -149,30 +174,53 @@ class Run:
                     f"{self.out / 'last.pt'} keeps the last good state. Usual causes: a learning rate too high "
                     f"(now {t.lr:g}, try --set train.lr={t.lr / 3:.2g}) or unstable mixed precision"
                 )
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            seconds = time.perf_counter() - step_start
             self.step += 1
-            seen += len(idx)
-            loss_sum += loss_value * len(idx)
-            correct += int(batch_correct)
+            self.epoch_pos += 1
+            self.train_seconds += seconds
+            self.images_seen += len(idx)
+            p["seconds"] += seconds
+            p["seen"] += len(idx)
+            p["loss_sum"] += loss_value * len(idx)
+            p["correct"] += int(batch_correct)
             bar.update()
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                img_s=f"{seen / (time.perf_counter() - start):.0f}", lr=f"{lr:.2e}",
-            )
+            bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}", acc=f"{p['correct'] / p['seen']:.3f}",
+                            img_s=f"{p['seen'] / p['seconds']:.0f}", lr=f"{lr:.2e}")
+            if self.stop_signal is not None:
+                bar.close()
+                self.save_last()
+                raise Interrupted(
+                    f"stopped by {self.stop_signal} after step {self.step}; {self.out / 'last.pt'} holds the run: "
+                    f"continue it with vitlab train --resume {self.out}"
+                )
+            if t.checkpoint_every > 0 and time.perf_counter() - last_save >= t.checkpoint_every:
+                self.save_last()
+                last_save = time.perf_counter()
         bar.close()
-        seconds = time.perf_counter() - start
-        if seen == 0:
+        if p["seen"] == 0:
             return None
-        self.train_seconds += seconds
-        self.images_seen += seen
         self.epoch += 1
-        return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "seconds": seconds,
-                "images_per_s": seen / seconds, "lr": lr, "epoch_fraction": seen / n}
+        self.epoch_order = None
+        return {"train_loss": p["loss_sum"] / p["seen"], "train_acc": p["correct"] / p["seen"],
+                "seconds": p["seconds"], "images_per_s": p["seen"] / p["seconds"], "lr": lr,
+                "epoch_fraction": p["seen"] / n}
+
+    def save_last(self) -> None:
+        """Refresh ``last.pt``; the one it replaces stays as ``prev.pt`` until the new one is complete."""
+        last = self.out / "last.pt"
+        tmp_meta = self.meta(with_training_state=True)
+        if last.exists():
+            os.replace(last, self.out / "prev.pt")
+        save_checkpoint(last, self.model, self.cfg, tmp_meta)
 
 
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary."""
     out = Path(out)
-    ckpt = read_checkpoint(out / "last.pt") if resume else None
+    ckpt = resume_checkpoint(out) if resume else None
     if not resume:
         prepare_run_dir(out)
     validate(cfg)
@@ -188,6 +236,9 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
     run = Run(cfg, out, data, device)
     if ckpt is not None:
         run.restore(ckpt)
+        _truncate_metrics(out / "metrics.jsonl", run.epoch)
+        for stale in out.glob(".*.tmp"):  # half-written files of a process that was killed mid-save
+            stale.unlink()
     atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
     print(f"model: {cfg.model.preset}, {run.model.num_params / 1e6:.2f}M parameters, device {device}, "
           f"{torch.get_num_threads()} threads")
@@ -197,29 +248,76 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
     epochs = max_epochs(cfg)
     total_steps = epochs * math.ceil(len(labels) / cfg.train.batch_size)
     budget = cfg.train.time_budget
-    while run.epoch < epochs and not (budget and run.train_seconds >= budget):
-        stats = run.train_epoch(images, labels, total_steps)
-        if stats is None:
-            break
-        record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, **stats}
-        if data.val is not None:
-            val = evaluate(run.model, data.val, run.eval_transform, run.eval_batch, device)
-            record.update(val_loss=val["loss"], val_acc=val["accuracy"])
-        record["train_seconds"] = run.train_seconds
-        improved = data.val is None or record["val_acc"] > run.best_val_acc
-        if improved:
-            run.best_val_acc, run.best_epoch = record.get("val_acc", -1.0), run.epoch
-            save_checkpoint(out / "best.pt", run.model, cfg, run.meta(with_training_state=False))
-        save_checkpoint(out / "last.pt", run.model, cfg, run.meta(with_training_state=True))
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        val_text = f", val loss {record['val_loss']:.3f} acc {record['val_acc']:.2%}" if data.val is not None else ""
-        print(f"epoch {run.epoch}: train loss {stats['train_loss']:.3f} acc {stats['train_acc']:.2%}{val_text}, "
-              f"{stats['images_per_s']:.0f} img/s, {run.train_seconds:.0f}s trained")
-
+    with _stop_on_signals(run):
+        while run.epoch < epochs and not (budget and run.train_seconds >= budget):
+            stats = run.train_epoch(images, labels, total_steps)
+            if stats is None:
+                break
+            end_of_epoch(run, stats)
     if run.epoch == 0:
         raise VitlabError("no training step ran: the time budget was spent before the first step")
     return finish(run)
+
+
+def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
+    """Validate, log the epoch to metrics.jsonl, then refresh best.pt and last.pt."""
+    cfg, data, out = run.cfg, run.data, run.out
+    record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, **stats}
+    if data.val is not None:
+        val = evaluate(run.model, data.val, run.eval_transform, run.eval_batch, run.device)
+        record.update(val_loss=val["loss"], val_acc=val["accuracy"])
+    record["train_seconds"] = run.train_seconds
+    improved = data.val is None or record["val_acc"] > run.best_val_acc
+    if improved:
+        run.best_val_acc, run.best_epoch = record.get("val_acc", -1.0), run.epoch
+        save_checkpoint(out / "best.pt", run.model, cfg, run.meta(with_training_state=False))
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    run.save_last()
+    val_text = f", val loss {record['val_loss']:.3f} acc {record['val_acc']:.2%}" if data.val is not None else ""
+    print(f"epoch {run.epoch}: train loss {stats['train_loss']:.3f} acc {stats['train_acc']:.2%}{val_text}, "
+          f"{stats['images_per_s']:.0f} img/s, {run.train_seconds:.0f}s trained")
+
+
+def resume_checkpoint(out: Path) -> dict[str, Any]:
+    """``last.pt``, or ``prev.pt`` when last.pt is missing or damaged."""
+    try:
+        return read_checkpoint(out / "last.pt")
+    except VitlabError as e:
+        if not (out / "prev.pt").is_file():
+            raise VitlabError(f"--resume {out}: {e}") from None
+        print(f"vitlab: {e}; resuming from the previous checkpoint {out / 'prev.pt'}")
+        return read_checkpoint(out / "prev.pt")
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metrics lines of epochs the checkpoint does not include (written just before a crash)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        keep = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
+        if len(keep) != len(lines):
+            atomic_write_text("".join(line + "\n" for line in keep), path)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(run: Run) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the run to stop after the step in flight (and save); a second SIGINT stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if run.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        run.stop_signal = signal.Signals(signum).name
+        print(f"\nvitlab: {run.stop_signal} received, stopping after this step and saving last.pt", flush=True)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def finish(run: Run) -> dict[str, Any]:
