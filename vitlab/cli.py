@@ -262,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     except VitlabError as e:
         print(f"vitlab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permission denied ... while writing outputs
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"vitlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vitlab: interrupted", file=sys.stderr)
         return 130

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from vitlab.data.augment import BatchTransform
-from vitlab.data.images import ImageError, is_image_file, read_image
+from vitlab.data.folder import list_images
+from vitlab.data.images import ImageError, read_image
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.train.checkpoint import load_checkpoint
@@ -24,8 +25,8 @@ def collect_images(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-        elif p.is_file():
+            files += list_images(p)
+        elif p.is_file() or p.is_symlink():
             files.append(p)
         else:
             raise VitlabError(f"{p}: no such file or folder")

@@ -136,6 +136,8 @@ def build_report(
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise VitlabError(f"{run_dir}: run folder not found")
     model, meta = load_checkpoint(run_dir / "best.pt", resolve_device(device))
     dev = next(model.parameters()).device
     cfg: Config = meta["config"]
@@ -143,7 +145,8 @@ def build_report(
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     (out / "report.html").unlink(missing_ok=True)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
 
     ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)

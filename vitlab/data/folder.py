@@ -18,6 +18,12 @@ from vitlab.io import atomic_torch_save, safe_torch_load
 CACHE_VERSION = 1
 
 
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively and sorted; broken links and symlink loops are left out
+    here and reported when decoded (they are not regular files)."""
+    return sorted(p for p in folder.rglob("*") if is_image_file(p) and not p.is_dir())
+
+
 def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """Image files and labels of one split. ``classes`` fixes the label order (taken from train/)."""
     if not split_dir.is_dir():
@@ -33,7 +39,7 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     files: list[Path] = []
     labels: list[int] = []
     for name in found:
-        images = sorted(p for p in (split_dir / name).rglob("*") if is_image_file(p) and not p.is_dir())
+        images = list_images(split_dir / name)
         if not images:
             raise VitlabError(f"{split_dir / name}: class folder holds no image files")
         files += images
@@ -73,8 +79,12 @@ def _fingerprint(root: Path, size: int, splits: dict[str, list[Path]]) -> str:
     for name, files in splits.items():
         h.update(name.encode())
         for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            try:
+                st = f.stat()
+                stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+            except OSError:  # a broken link or a symlink loop: decoding reports it
+                stamp = "unreadable"
+            h.update(f"{f.relative_to(root)}\0{stamp}\n".encode())
     return h.hexdigest()[:16]
 
 
