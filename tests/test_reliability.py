@@ -114,3 +114,13 @@ def test_unwritable_output_fails_before_training(small_cifar, tmp_path, capsys):
     assert main(["train", "--data", str(small_cifar), "--out", str(target), *ARGS]) == 2
     err = capsys.readouterr().err
     assert "not writable" in err and "Traceback" not in err
+
+
+def test_non_finite_loss_stops_naming_the_step(small_cifar, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--data", str(small_cifar), "--out", str(out), *ARGS, "--set", "train.lr=1e30",
+            "--set", "train.grad_clip=0", "--set", "train.warmup=0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "training loss became" in err and "at step" in err and "learning rate" in err
+    assert "Traceback" not in err and not (out / "summary.json").exists()
