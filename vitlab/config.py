@@ -41,6 +41,15 @@ class ModelConfig:
     # "head_dim": softmax(q k^T / sqrt(head_dim)) as in the ViT paper.
     # "seed": the seed divides by sqrt(dim) instead; kept to reproduce its results.
     attn_scale: str = "head_dim"
+    # Tokenizer. "linear": the seed's projection of flattened patches. "conv": a hybrid stem (ViT paper 3.1,
+    # Compact Transformers): log2(patch_size) stages of 3x3 conv + ReLU + stride-2 max-pool, the last stage
+    # producing dim channels, so the token grid is still img_size / patch_size.
+    stem: str = "linear"
+    stem_channels: int = 64
+    # What the head reads: "cls" (class token), "seq" (CCT's attention-weighted sequence pooling), "mean".
+    pool: str = "cls"
+    # Stochastic depth: probability of skipping the last block's residual branches, rising linearly from 0.
+    drop_path: float = 0.0
 
 
 @dataclass
@@ -83,6 +92,13 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine (linear warm-up then cosine) | onecycle | constant
     warmup: float = 0.05  # share of training spent warming up
     label_smoothing: float = 0.0
+    # Batch mixing with soft targets (torchvision.transforms.v2): Beta(alpha, alpha) of mixup and of cutmix;
+    # 0 turns each off; with both on, every batch uses one of them at random.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    # Exponential moving average of the weights (decay per step, e.g. 0.999): the average is what is validated,
+    # tested and saved as best.pt. 0 turns it off.
+    ema: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     seed: int = 0
     # Also refresh last.pt mid-epoch after this many seconds of training (0: only at the end of each epoch).
@@ -225,6 +241,14 @@ def validate(cfg: Config) -> None:
             raise VitlabError(f"{key}: expected 0 (automatic) or a positive integer, got {v}")
     if t.lr <= 0:
         raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
+    if m.stem not in ("linear", "conv"):
+        raise VitlabError(f"model.stem: expected 'linear' or 'conv', got {m.stem!r}")
+    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        raise VitlabError(f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}")
+    if m.pool not in ("cls", "seq", "mean"):
+        raise VitlabError(f"model.pool: expected cls, seq or mean, got {m.pool!r}")
+    if not 0.0 <= m.drop_path < 1.0:
+        raise VitlabError(f"model.drop_path: expected a rate in [0, 1), got {m.drop_path}")
     if m.img_size % m.patch_size:
         raise VitlabError(
             f"model.patch_size: {m.patch_size} does not divide model.img_size {m.img_size}"
@@ -239,6 +263,10 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"train.optimizer: expected adamw, adam or sgd, got {t.optimizer!r}")
     if t.schedule not in ("cosine", "onecycle", "constant"):
         raise VitlabError(f"train.schedule: expected cosine, onecycle or constant, got {t.schedule!r}")
+    if t.mixup < 0 or t.cutmix < 0:
+        raise VitlabError(f"train.mixup / train.cutmix: expected an alpha >= 0 (0 is off), got {t.mixup} / {t.cutmix}")
+    if not 0.0 <= t.ema < 1.0:
+        raise VitlabError(f"train.ema: expected a decay in [0, 1) (0 is off), got {t.ema}")
     if not 0.0 <= t.warmup < 1.0:
         raise VitlabError(f"train.warmup: expected a share in [0, 1), got {t.warmup}")
     if not 0.0 <= d.val_fraction < 1.0:

@@ -6,13 +6,19 @@ import torch
 import torch.nn.functional as F
 
 
-def last_layer_cls_attention(maps: list[torch.Tensor]) -> torch.Tensor:
-    """Class-token attention to each patch in the last layer, averaged over heads: (B, N) from (B, h, 1+N, 1+N)."""
-    return maps[-1].mean(1)[:, 0, 1:]
+def _pooled_row(a: torch.Tensor, prefix: int) -> torch.Tensor:
+    """(B, T, T) -> (B, N): the class token's row over the patches, or with no class token (sequence or mean
+    pooling, ``prefix`` 0) the average row, what every token together attends to."""
+    return a[:, 0, 1:] if prefix else a.mean(1)
 
 
-def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:
-    """Rollout of the class token over the patches: (B, N).
+def last_layer_cls_attention(maps: list[torch.Tensor], prefix: int = 1) -> torch.Tensor:
+    """Class-token attention to each patch in the last layer, averaged over heads: (B, N) from (B, h, T, T)."""
+    return _pooled_row(maps[-1].mean(1), prefix)
+
+
+def attention_rollout(maps: list[torch.Tensor], prefix: int = 1) -> torch.Tensor:
+    """Rollout of the class token (or of all tokens, with ``prefix`` 0) over the patches: (B, N).
 
     Per layer: average the heads, add the identity (the residual path carries each token onward), renormalise
     the rows; then multiply the layers' matrices from the first to the last.
@@ -23,7 +29,7 @@ def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:
         a = a + torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
         a = a / a.sum(-1, keepdim=True)
         rollout = a if rollout is None else a @ rollout
-    return rollout[:, 0, 1:]
+    return _pooled_row(rollout, prefix)
 
 
 def to_heatmap(weights: torch.Tensor, size: int) -> torch.Tensor:

@@ -36,8 +36,8 @@ def attention_maps(checkpoint: str | Path, paths: list[str], out: Path, *, devic
         p = logits.softmax(1)[0]
         k = int(p.argmax())
         row = {"image": img.permute(1, 2, 0).numpy(),
-               "last": to_heatmap(last_layer_cls_attention(maps).cpu(), size)[0].numpy(),
-               "rollout": to_heatmap(attention_rollout(maps).cpu(), size)[0].numpy(),
+               "last": to_heatmap(last_layer_cls_attention(maps, model.num_prefix_tokens).cpu(), size)[0].numpy(),
+               "rollout": to_heatmap(attention_rollout(maps, model.num_prefix_tokens).cpu(), size)[0].numpy(),
                "title": f"{f.name}\n{meta['classes'][k]} {p[k]:.0%}"}
         written.append(figures.attention_grid([row], out / f"{f.stem}_attention.png"))
     if not written:

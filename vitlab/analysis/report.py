@@ -93,8 +93,8 @@ def _attention_rows(model, images, labels, preds, conf, classes, transform, devi
     with torch.inference_mode():
         _, maps = model(transform(images[idx].to(device)), return_attention=True)
     size = images.shape[-1]
-    last = to_heatmap(last_layer_cls_attention(maps).cpu(), size)
-    roll = to_heatmap(attention_rollout(maps).cpu(), size)
+    last = to_heatmap(last_layer_cls_attention(maps, model.num_prefix_tokens).cpu(), size)
+    roll = to_heatmap(attention_rollout(maps, model.num_prefix_tokens).cpu(), size)
     return [{"image": _hwc(images[i]), "last": last[k].numpy(), "rollout": roll[k].numpy(), "title": t}
             for k, (i, t) in enumerate(picks)]
 

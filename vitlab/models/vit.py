@@ -50,6 +50,40 @@ class PatchEmbed(nn.Module):
         return self.proj(patchify(x, self.patch_size))  # (B, N, D)
 
 
+class ConvStem(nn.Module):
+    """Hybrid tokenizer: each stage is a 3x3 conv, ReLU and a stride-2 max-pool (no batch norm, so micro-batches
+    stay exact); log2(patch_size) stages take (B, C, H, W) to a (H/p) x (W/p) grid of dim-channel tokens."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        stages = cfg.patch_size.bit_length() - 1
+        layers: list[nn.Module] = []
+        channels = cfg.in_chans
+        for i in range(stages):
+            out = cfg.dim if i == stages - 1 else cfg.stem_channels
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(3, stride=2, padding=1)]
+            channels = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: skip a residual branch for a random subset of the images in the batch."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = x.new_empty(x.shape[0], 1, 1).bernoulli_(1.0 - self.p)  # one draw per image
+        return x * keep / (1.0 - self.p)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -81,7 +115,7 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim)
         self.attn = Attention(cfg)
@@ -93,11 +127,12 @@ class Block(nn.Module):
             nn.Linear(cfg.mlp_dim, cfg.dim),
             _dropout(cfg.dropout),
         )
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         y, attn = self.attn(self.norm1(x), return_attention)
-        x = x + y
-        x = x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
 
 
@@ -106,18 +141,23 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.cfg = dataclasses.replace(cfg)
         num_patches = (cfg.img_size // cfg.patch_size) ** 2
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, cfg.dim))
+        self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim) if cfg.stem == "linear" else ConvStem(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pool == "cls" else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + self.num_prefix_tokens, cfg.dim))
         self.pos_drop = _dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(Block(cfg, rate) for rate in rates)
         self.norm = nn.LayerNorm(cfg.dim)
+        # Sequence pooling (Hassani et al., 2021): a learned softmax weight per token, then a weighted average.
+        self.attn_pool = nn.Linear(cfg.dim, 1) if cfg.pool == "seq" else None
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -126,7 +166,7 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that weight decay would only pull towards zero for no benefit."""
-        return {"pos_embed", "cls_token"}
+        return {"pos_embed", "cls_token"} if self.cls_token is not None else {"pos_embed"}
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh head for ``num_classes`` classes (fine-tuning on a new label set)."""
@@ -136,10 +176,11 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False):
-        """Images (B, C, H, W) -> normalised tokens (B, 1+N, D), and the per-layer maps if asked."""
+        """Images (B, C, H, W) -> normalised tokens (B, T, D), T = N (+1 with a class token), and the maps if asked."""
         x = self.patch_embed(x)  # (B, N, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, D)
-        x = self.pos_drop(torch.cat([cls, x], dim=1) + self.pos_embed)  # (B, 1+N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+N, D)
+        x = self.pos_drop(x + self.pos_embed)
         maps: list[torch.Tensor] = []
         for block in self.blocks:
             x, attn = block(x, return_attention)
@@ -149,12 +190,18 @@ class VisionTransformer(nn.Module):
         return (x, maps) if return_attention else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Tokens (B, 1+N, D) -> logits (B, classes), or the class-token embedding (B, D) with pre_logits."""
-        x = x[:, 0]
+        """Tokens (B, T, D) -> logits (B, classes), or the pooled embedding (B, D) with pre_logits."""
+        if self.cfg.pool == "cls":
+            x = x[:, 0]
+        elif self.cfg.pool == "seq":
+            weights = self.attn_pool(x).softmax(dim=1)  # (B, T, 1)
+            x = (weights.transpose(1, 2) @ x).squeeze(1)  # (B, D)
+        else:
+            x = x.mean(dim=1)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """Logits (B, classes); with ``return_attention`` also a list of ``depth`` maps (B, heads, 1+N, 1+N)."""
+        """Logits (B, classes); with ``return_attention`` also a list of ``depth`` maps (B, heads, T, T)."""
         if return_attention:
             x, maps = self.forward_features(x, return_attention=True)
             return self.forward_head(x), maps

@@ -32,7 +32,11 @@ def infer_chunk_size(requested: int, device: torch.device) -> int:
 def forward_backward(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accumulate the gradient of the batch's mean loss; returns (mean loss, number correct) as tensors."""
+    """Accumulate the gradient of the batch's mean loss; returns (mean loss, number correct) as tensors.
+
+    ``y`` holds class indices (B,) or, after mixup/cutmix, class probabilities (B, K); "correct" then counts
+    the predictions that hit the class with the largest share.
+    """
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     for xc, yc in zip(x.split(micro_batch), y.split(micro_batch)):
@@ -40,8 +44,23 @@ def forward_backward(
         loss = F.cross_entropy(logits, yc, label_smoothing=label_smoothing, reduction="sum") / len(y)
         loss.backward()
         total += loss.detach()
-        correct += (logits.detach().argmax(1) == yc).sum()
+        target = yc if yc.ndim == 1 else yc.argmax(1)
+        correct += (logits.detach().argmax(1) == target).sum()
     return total, correct
+
+
+def batch_mixer(mixup: float, cutmix: float, num_classes: int):
+    """A callable (images, labels) -> (mixed images, soft labels), or None when both are off."""
+    from torchvision.transforms import v2
+
+    mixers = []
+    if mixup > 0:
+        mixers.append(v2.MixUp(alpha=mixup, num_classes=num_classes))
+    if cutmix > 0:
+        mixers.append(v2.CutMix(alpha=cutmix, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 
 @torch.inference_mode()

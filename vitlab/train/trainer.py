@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import torch
 import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from vitlab.config import Config, validate
@@ -25,7 +26,7 @@ from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
 from vitlab.train.evaluate import evaluate
 from vitlab.train.optim import build_optimizer, lr_factor
-from vitlab.train.step import forward_backward, infer_chunk_size, micro_batch_size
+from vitlab.train.step import batch_mixer, forward_backward, infer_chunk_size, micro_batch_size
 
 DEFAULT_EPOCHS = 10
 
@@ -67,6 +68,13 @@ class Run:
         self.cfg, self.out, self.data, self.device = cfg, out, data, device
         self.model = VisionTransformer(cfg.model).to(device)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        self.mixer = batch_mixer(cfg.train.mixup, cfg.train.cutmix, cfg.model.num_classes)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
+            if cfg.train.ema > 0 else None
+        )
+        # What is validated, tested and saved as best.pt: the weight average when there is one.
+        self.eval_model = self.ema.module if self.ema is not None else self.model
         self.micro_batch = micro_batch_size(cfg.train.micro_batch, device)
         self.eval_batch = infer_chunk_size(cfg.train.eval_batch_size, device)
         self.eval_transform = BatchTransform(data.mean, data.std, cfg.model.img_size, device=device)
@@ -103,6 +111,8 @@ class Run:
         }
         if with_training_state:
             meta["optimizer"] = self.optimizer.state_dict()
+            if self.ema is not None:
+                meta["ema"] = self.ema.state_dict()
             meta["epoch_state"] = (
                 None if self.epoch_order is None
                 else {"order": self.epoch_order, "pos": self.epoch_pos, "partial": dict(self.partial)}
@@ -117,6 +127,8 @@ class Run:
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         for key in ("epoch", "step", "train_seconds", "images_seen", "best_val_acc", "best_epoch"):
             setattr(self, key, ckpt[key])
         state = ckpt.get("epoch_state")
@@ -163,9 +175,12 @@ class Run:
                 group["lr"] = lr
             idx = idx.to(self.device, non_blocking=True)
             x = self.train_transform(images[idx], self.aug_gen)  # (B, C, S, S)
+            y = labels[idx]
+            if self.mixer is not None:
+                x, y = self.mixer(x, y)  # y becomes (B, K) class shares
             self.optimizer.zero_grad(set_to_none=True)
             loss, batch_correct = forward_backward(
-                self.model, x, labels[idx], micro_batch=self.micro_batch, label_smoothing=t.label_smoothing
+                self.model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing
             )
             loss_value = loss.item()
             if not math.isfinite(loss_value):
@@ -177,6 +192,8 @@ class Run:
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             seconds = time.perf_counter() - step_start
             self.step += 1
             self.epoch_pos += 1
@@ -264,13 +281,13 @@ def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
     cfg, data, out = run.cfg, run.data, run.out
     record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, **stats}
     if data.val is not None:
-        val = evaluate(run.model, data.val, run.eval_transform, run.eval_batch, run.device)
+        val = evaluate(run.eval_model, data.val, run.eval_transform, run.eval_batch, run.device)
         record.update(val_loss=val["loss"], val_acc=val["accuracy"])
     record["train_seconds"] = run.train_seconds
     improved = data.val is None or record["val_acc"] > run.best_val_acc
     if improved:
         run.best_val_acc, run.best_epoch = record.get("val_acc", -1.0), run.epoch
-        save_checkpoint(out / "best.pt", run.model, cfg, run.meta(with_training_state=False))
+        save_checkpoint(out / "best.pt", run.eval_model, cfg, run.meta(with_training_state=False))
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     run.save_last()
@@ -323,9 +340,9 @@ def _stop_on_signals(run: Run) -> Iterator[None]:
 def finish(run: Run) -> dict[str, Any]:
     """Evaluate the best checkpoint on the test split and write ``summary.json``."""
     best = read_checkpoint(run.out / "best.pt")
-    run.model.load_state_dict(best["model"])
+    run.eval_model.load_state_dict(best["model"])
     cfg, data = run.cfg, run.data
-    test = evaluate(run.model, data.test, run.eval_transform, run.eval_batch, run.device)
+    test = evaluate(run.eval_model, data.test, run.eval_transform, run.eval_batch, run.device)
     summary = {
         "test_acc": test["accuracy"],
         "test_loss": test["loss"],
