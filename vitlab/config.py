@@ -104,6 +104,10 @@ class TrainConfig:
     # Also refresh last.pt mid-epoch after this many seconds of training (0: only at the end of each epoch).
     checkpoint_every: float = 300.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # "fp32", or "bf16": the training forward pass under bfloat16 autocast (for GPUs; it also runs on a CPU).
+    precision: str = "fp32"
+    # torch.compile the training model (an option for GPUs: it did not speed this model up on the 2-core CPU).
+    compile: bool = False
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default (all cores)
 
 
@@ -263,6 +267,8 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"train.optimizer: expected adamw, adam or sgd, got {t.optimizer!r}")
     if t.schedule not in ("cosine", "onecycle", "constant"):
         raise VitlabError(f"train.schedule: expected cosine, onecycle or constant, got {t.schedule!r}")
+    if t.precision not in ("fp32", "bf16"):
+        raise VitlabError(f"train.precision: expected fp32 or bf16, got {t.precision!r}")
     if t.mixup < 0 or t.cutmix < 0:
         raise VitlabError(f"train.mixup / train.cutmix: expected an alpha >= 0 (0 is off), got {t.mixup} / {t.cutmix}")
     if not 0.0 <= t.ema < 1.0:

@@ -30,7 +30,13 @@ def infer_chunk_size(requested: int, device: torch.device) -> int:
 
 
 def forward_backward(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int, label_smoothing: float = 0.0
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    micro_batch: int,
+    label_smoothing: float = 0.0,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradient of the batch's mean loss; returns (mean loss, number correct) as tensors.
 
@@ -40,7 +46,8 @@ def forward_backward(
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     for xc, yc in zip(x.split(micro_batch), y.split(micro_batch)):
-        logits = model(xc)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(xc).float()  # the loss itself in fp32
         loss = F.cross_entropy(logits, yc, label_smoothing=label_smoothing, reduction="sum") / len(y)
         loss.backward()
         total += loss.detach()

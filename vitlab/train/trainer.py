@@ -62,11 +62,13 @@ def max_epochs(cfg: Config) -> int:
 
 
 class Run:
-    """State of one training run; everything in ``state_dict`` goes into ``last.pt`` so ``--resume`` continues."""
+    """State of one training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
     def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device):
         self.cfg, self.out, self.data, self.device = cfg, out, data, device
         self.model = VisionTransformer(cfg.model).to(device)
+        # The model the training step calls; compiled, it shares its parameters with self.model.
+        self.train_model = torch.compile(self.model) if cfg.train.compile else self.model
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.mixer = batch_mixer(cfg.train.mixup, cfg.train.cutmix, cfg.model.num_classes)
         self.ema = (
@@ -122,6 +124,8 @@ class Run:
                 "order": self.order_gen.get_state(),
                 "aug": self.aug_gen.get_state(),
             }
+            if self.device.type == "cuda":
+                meta["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         return meta
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -135,6 +139,8 @@ class Run:
         if state is not None:
             self.epoch_order, self.epoch_pos, self.partial = state["order"], state["pos"], dict(state["partial"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
         self.order_gen.set_state(ckpt["rng"]["order"])
         self.aug_gen.set_state(ckpt["rng"]["aug"])
 
@@ -180,7 +186,8 @@ class Run:
                 x, y = self.mixer(x, y)  # y becomes (B, K) class shares
             self.optimizer.zero_grad(set_to_none=True)
             loss, batch_correct = forward_backward(
-                self.model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing
+                self.train_model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing,
+                bf16=t.precision == "bf16",
             )
             loss_value = loss.item()
             if not math.isfinite(loss_value):
@@ -228,10 +235,9 @@ class Run:
     def save_last(self) -> None:
         """Refresh ``last.pt``; the one it replaces stays as ``prev.pt`` until the new one is complete."""
         last = self.out / "last.pt"
-        tmp_meta = self.meta(with_training_state=True)
         if last.exists():
             os.replace(last, self.out / "prev.pt")
-        save_checkpoint(last, self.model, self.cfg, tmp_meta)
+        save_checkpoint(last, self.model, self.cfg, self.meta(with_training_state=True))
 
 
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
