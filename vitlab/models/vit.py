@@ -4,6 +4,10 @@ image (B, C, H, W) -> p x p patches flattened in the seed's order -> linear proj
 + learned position embedding -> dropout -> depth x pre-norm encoder block -> LayerNorm -> linear head on the
 class token.
 
+Variants share the encoder blocks: a convolutional stem instead of the linear projection (hybrid ViT / CCT),
+sequence or mean pooling instead of the class token, and stochastic depth (``ModelConfig.stem``, ``pool``,
+``drop_path``).
+
 Where this differs from the seed, and why:
 - Attention is scaled by 1/sqrt(head_dim) as in "Attention Is All You Need"; the seed divides by sqrt(dim),
   which flattens every head's softmax. ``attn_scale="seed"`` restores the seed's scaling.
