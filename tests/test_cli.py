@@ -12,7 +12,6 @@ from skimage import data as skdata
 
 from vitlab.cli import main
 from vitlab.config import Config
-from vitlab.data import BatchTransform, load_data
 from vitlab.models import create_model
 from vitlab.train import load_checkpoint, read_checkpoint, save_checkpoint
 

@@ -1,7 +1,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import vitlab
 from vitlab.errors import VitlabError

@@ -145,8 +145,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from vitlab.data.augment import BatchTransform
     from vitlab.data.dataset import load_data
     from vitlab.train.checkpoint import load_checkpoint
@@ -169,8 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if split is None:
         raise VitlabError(f"--split {args.split}: {data_cfg.source} has no validation split (data.val_fraction is 0)")
     transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=device)
-    with torch.inference_mode():
-        result = evaluate(model, split, transform, infer_chunk_size(args.batch_size, device), device)
+    result = evaluate(model, split, transform, infer_chunk_size(args.batch_size, device), device)
     print(f"{args.split}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on {result['n']} images")
     print(json.dumps(result))
     return 0

@@ -6,7 +6,6 @@ import base64
 import csv
 import dataclasses
 import html
-import io
 import json
 import time
 from pathlib import Path
