@@ -70,6 +70,13 @@ def _add_attention_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a checkpoint's model to a portable file")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", default="safetensors", help="safetensors (weights + config metadata)")
+    p.add_argument("--out", required=True, help="file to write")
+
+
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="train and inference images/s against timm's VisionTransformer, same size")
     p.add_argument("--cases", default="seed:512,seed:128,vit-s/4:128",
@@ -91,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_parser(sub)
     _add_report_parser(sub)
     _add_attention_parser(sub)
+    _add_export_parser(sub)
     _add_bench_parser(sub)
     return parser
 
@@ -201,6 +209,13 @@ def cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from vitlab.export import export
+
+    print(f"wrote {export(args.checkpoint, args.format, args.out)}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
 
@@ -246,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-            "attention": cmd_attention, "bench": cmd_bench}
+            "attention": cmd_attention, "export": cmd_export, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

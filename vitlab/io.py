@@ -50,6 +50,10 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def safe_torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)``: tensors and plain containers only, so a file cannot run code."""
     path = Path(path)

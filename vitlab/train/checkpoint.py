@@ -22,7 +22,12 @@ def save_checkpoint(path: Path, model: VisionTransformer, cfg: Config, meta: dic
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The raw checkpoint dict, checked to be a vitlab checkpoint."""
+    """The raw checkpoint dict, checked to be a vitlab checkpoint (a torch file or an exported .safetensors)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from vitlab.export import read_safetensors
+
+        return read_safetensors(path)
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VitlabError(f"{path}: not a vitlab checkpoint (expected a file written by 'vitlab train')")
