@@ -41,3 +41,16 @@ def to_heatmap(weights: torch.Tensor, size: int) -> torch.Tensor:
     lo = w.amin((1, 2), keepdim=True)
     hi = w.amax((1, 2), keepdim=True)
     return (w - lo) / (hi - lo).clamp_min(1e-12)
+
+
+@torch.inference_mode()
+def attention_overlays(model, images: torch.Tensor, transform) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits (B, K) of uint8 images (B, 3, S, S) and their heatmaps (B, S, S) on the CPU:
+    ``{"last": last-layer class-token attention, "rollout": attention rollout}``."""
+    device = next(model.parameters()).device
+    logits, maps = model(transform(images.to(device)), return_attention=True)
+    prefix, size = model.num_prefix_tokens, images.shape[-1]
+    return logits.cpu(), {
+        "last": to_heatmap(last_layer_cls_attention(maps, prefix).cpu(), size),
+        "rollout": to_heatmap(attention_rollout(maps, prefix).cpu(), size),
+    }

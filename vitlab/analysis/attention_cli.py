@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 
 from vitlab.analysis import figures
-from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, to_heatmap
+from vitlab.analysis.attention import attention_overlays
 from vitlab.data.augment import BatchTransform
 from vitlab.data.images import ImageError, read_image
 from vitlab.errors import VitlabError
@@ -31,14 +30,11 @@ def attention_maps(checkpoint: str | Path, paths: list[str], out: Path, *, devic
         except ImageError as e:
             print(f"vitlab: skipped {e}", file=sys.stderr)
             continue
-        with torch.inference_mode():
-            logits, maps = model(transform(img[None].to(dev)), return_attention=True)
+        logits, heat = attention_overlays(model, img[None], transform)
         p = logits.softmax(1)[0]
         k = int(p.argmax())
-        row = {"image": img.permute(1, 2, 0).numpy(),
-               "last": to_heatmap(last_layer_cls_attention(maps, model.num_prefix_tokens).cpu(), size)[0].numpy(),
-               "rollout": to_heatmap(attention_rollout(maps, model.num_prefix_tokens).cpu(), size)[0].numpy(),
-               "title": f"{f.name}\n{meta['classes'][k]} {p[k]:.0%}"}
+        row = {"image": img.permute(1, 2, 0).numpy(), "last": heat["last"][0].numpy(),
+               "rollout": heat["rollout"][0].numpy(), "title": f"{f.name}\n{meta['classes'][k]} {p[k]:.0%}"}
         written.append(figures.attention_grid([row], out / f"{f.stem}_attention.png"))
     if not written:
         raise VitlabError("no readable image among the given paths")

@@ -18,7 +18,7 @@ import yaml
 from sklearn.manifold import TSNE
 
 from vitlab.analysis import figures
-from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, to_heatmap
+from vitlab.analysis.attention import attention_overlays
 from vitlab.analysis.metrics import confusion, most_confused, per_class_scores
 from vitlab.config import Config
 from vitlab.data.augment import BatchTransform
@@ -77,7 +77,7 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
-def _attention_rows(model, images, labels, preds, conf, classes, transform, device, max_classes=10) -> list[dict]:
+def _attention_rows(model, images, labels, preds, conf, classes, transform, max_classes=10) -> list[dict]:
     """For each class: the most confident correct and the most confident wrong test image."""
     picks: list[tuple[int, str]] = []
     for c in range(min(len(classes), max_classes)):
@@ -88,13 +88,8 @@ def _attention_rows(model, images, labels, preds, conf, classes, transform, devi
                 picks.append((i, f"{classes[c]}: {word}\npred {classes[preds[i]]} {conf[i]:.0%}"))
     if not picks:
         return []
-    idx = torch.tensor([i for i, _ in picks])
-    with torch.inference_mode():
-        _, maps = model(transform(images[idx].to(device)), return_attention=True)
-    size = images.shape[-1]
-    last = to_heatmap(last_layer_cls_attention(maps, model.num_prefix_tokens).cpu(), size)
-    roll = to_heatmap(attention_rollout(maps, model.num_prefix_tokens).cpu(), size)
-    return [{"image": _hwc(images[i]), "last": last[k].numpy(), "rollout": roll[k].numpy(), "title": t}
+    _, heat = attention_overlays(model, images[torch.tensor([i for i, _ in picks])], transform)
+    return [{"image": _hwc(images[i]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(), "title": t}
             for k, (i, t) in enumerate(picks)]
 
 
@@ -194,7 +189,7 @@ def build_report(
     emb = test_emb[pick].numpy()
     points = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))).fit_transform(emb)
     figs["tsne"] = figures.tsne(points, labels[pick.numpy()], classes, out / "tsne.png")
-    rows = _attention_rows(model, ds.test.images, ds.test.labels, preds, conf, classes, transform, dev)
+    rows = _attention_rows(model, ds.test.images, ds.test.labels, preds, conf, classes, transform)
     if rows:
         figs["attention"] = figures.attention_grid(rows, out / "attention.png")
     wrong = (preds != ds.test.labels).nonzero().flatten()
