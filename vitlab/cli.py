@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -144,8 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
         run_dir, cfg = Path(args.out), train_config(args)
-    train(cfg, run_dir, resume=bool(args.resume))
-    if not args.no_report:
+    summary = train(cfg, run_dir, resume=bool(args.resume))
+    if summary is not None and not args.no_report:  # None: a torchrun rank other than 0
         from vitlab.analysis.report import build_report
 
         print(f"report: {build_report(run_dir, device=cfg.train.device)}")
@@ -266,6 +267,10 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "repor
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from vitlab.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone reports progress; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")
     try:
         return COMMANDS[args.command](args)
     except Interrupted as e:

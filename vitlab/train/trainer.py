@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -24,6 +25,10 @@ from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
+from vitlab.train.distributed import (
+    World, all_sum, all_sum_tensor, destroy_process_group, gather_objects, init_process_group, main_first,
+    rank_slice, world_from_env,
+)
 from vitlab.train.evaluate import evaluate
 from vitlab.train.optim import build_optimizer, lr_factor
 from vitlab.train.step import batch_mixer, forward_backward, infer_chunk_size, micro_batch_size
@@ -64,11 +69,15 @@ def max_epochs(cfg: Config) -> int:
 class Run:
     """State of one training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
-    def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device):
-        self.cfg, self.out, self.data, self.device = cfg, out, data, device
+    def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device, world: World = World()):
+        self.cfg, self.out, self.data, self.device, self.world = cfg, out, data, device, world
         self.model = VisionTransformer(cfg.model).to(device)
-        # The model the training step calls; compiled, it shares its parameters with self.model.
-        self.train_model = torch.compile(self.model) if cfg.train.compile else self.model
+        # The model the training step calls: wrapped by DDP under torchrun, compiled on request; it shares its
+        # parameters with self.model, which is what gets saved.
+        net: torch.nn.Module = self.model
+        if world.distributed:
+            net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
+        self.train_model = torch.compile(net) if cfg.train.compile else net
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.mixer = batch_mixer(cfg.train.mixup, cfg.train.cutmix, cfg.model.num_classes)
         self.ema = (
@@ -84,9 +93,10 @@ class Run:
             data.mean, data.std, cfg.model.img_size,
             crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, device=device,
         )
-        # One generator orders the data, one draws the augmentation: seeded, saved and restored on resume.
+        # One generator orders the data (the same on every rank), one draws the augmentation (its own per rank):
+        # seeded, saved and restored on resume.
         self.order_gen = torch.Generator().manual_seed(cfg.train.seed)
-        self.aug_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
+        self.aug_gen = torch.Generator(device=device).manual_seed(self._aug_seed())
         self.epoch = 0
         self.step = 0
         self.train_seconds = 0.0
@@ -97,7 +107,18 @@ class Run:
         self.epoch_order: torch.Tensor | None = None
         self.epoch_pos = 0
         self.partial: dict[str, float] = {}
+        # How often each training image was used this epoch, summed over ranks at the epoch's end.
+        self.epoch_counts: torch.Tensor | None = None
         self.stop_signal: str | None = None
+
+    def _aug_seed(self) -> int:
+        return self.cfg.train.seed + 1 + 1_000_003 * self.world.rank
+
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "aug": self.aug_gen.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def meta(self, with_training_state: bool) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -117,15 +138,11 @@ class Run:
                 meta["ema"] = self.ema.state_dict()
             meta["epoch_state"] = (
                 None if self.epoch_order is None
-                else {"order": self.epoch_order, "pos": self.epoch_pos, "partial": dict(self.partial)}
+                else {"order": self.epoch_order, "pos": self.epoch_pos, "partial": dict(self.partial),
+                      "counts": self.epoch_counts}
             )
-            meta["rng"] = {
-                "torch": torch.get_rng_state(),
-                "order": self.order_gen.get_state(),
-                "aug": self.aug_gen.get_state(),
-            }
-            if self.device.type == "cuda":
-                meta["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+            # Every rank's random streams (collected by the caller under torchrun), the shared data order once.
+            meta["rng"] = {"order": self.order_gen.get_state(), **self._rng_state()}
         return meta
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -138,11 +155,22 @@ class Run:
         state = ckpt.get("epoch_state")
         if state is not None:
             self.epoch_order, self.epoch_pos, self.partial = state["order"], state["pos"], dict(state["partial"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+            self.epoch_counts = state.get("counts")
         self.order_gen.set_state(ckpt["rng"]["order"])
-        self.aug_gen.set_state(ckpt["rng"]["aug"])
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if len(ranks) != self.world.size:
+            # Resumed with another number of processes: the data order continues exactly, each rank's
+            # augmentation and dropout streams start afresh.
+            print(f"vitlab: the run was saved by {len(ranks)} process(es) and continues on {self.world.size}; "
+                  "augmentation and dropout draw new random streams")
+            torch.manual_seed(self.cfg.train.seed + self.epoch * 7919 + self.world.rank)
+            self.aug_gen.manual_seed(self._aug_seed() + self.step)
+            return
+        mine = ranks[self.world.rank]
+        torch.set_rng_state(mine["torch"])
+        if "cuda" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
+        self.aug_gen.set_state(mine["aug"])
 
     def progress(self, elapsed: float, total_steps: int) -> float:
         """Share of training done: steps over planned steps, or the share of the time budget if larger."""
@@ -156,29 +184,35 @@ class Run:
 
         The epoch's data order and position in it are part of the run's state, so a run resumed from a
         checkpoint written mid-epoch replays exactly the batches an uninterrupted run would have seen.
-        Returns the epoch's statistics, or None if no step ran.
+        Returns the epoch's statistics, or None if no step ran. Under torchrun every rank runs this on its own
+        slice of each global batch; the statistics are summed over ranks, so all ranks return the same.
         """
-        t, budget = self.cfg.train, self.cfg.train.time_budget
+        t, budget, world = self.cfg.train, self.cfg.train.time_budget, self.world
         n = len(labels)
         if self.epoch_order is None:
             weights = balanced_weights(labels.cpu()) if self.cfg.data.balanced else None
             self.epoch_order = epoch_order(n, generator=self.order_gen, weights=weights)
             self.epoch_pos = 0
             self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        batches = self.epoch_order.split(t.batch_size)
+            self.epoch_counts = torch.zeros(n, dtype=torch.int32)
+        batches = list(self.epoch_order.split(t.batch_size))
+        if len(batches[-1]) < world.size:
+            batches.pop()  # a last batch too small to give every rank an image
         self.model.train()
         p = self.partial
         bar = tqdm(total=len(batches), initial=self.epoch_pos, desc=f"epoch {self.epoch + 1}", unit="step",
-                   leave=False, disable=None)
-        last_save = time.perf_counter()
+                   leave=False, disable=None if world.is_main else True)
+        last_save = self.train_seconds
         lr = self.optimizer.param_groups[0]["lr"]
-        for idx in batches[self.epoch_pos:]:
+        for global_idx in batches[self.epoch_pos:]:
             if budget and self.train_seconds >= budget:
                 break
             step_start = time.perf_counter()
             lr = t.lr * lr_factor(t.schedule, self.progress(self.train_seconds, total_steps), t.warmup)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            idx = rank_slice(global_idx, world)
+            self.epoch_counts.index_add_(0, idx, torch.ones(len(idx), dtype=torch.int32))
             idx = idx.to(self.device, non_blocking=True)
             x = self.train_transform(images[idx], self.aug_gen)  # (B, C, S, S)
             y = labels[idx]
@@ -189,82 +223,115 @@ class Run:
                 self.train_model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing,
                 bf16=t.precision == "bf16",
             )
-            loss_value = loss.item()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            # One small all-reduce: every rank then sees the same loss, clock and stop request.
+            loss_sum, correct, seen, seconds, stops = all_sum(
+                [loss.item() * len(idx), float(batch_correct), float(len(idx)),
+                 time.perf_counter() - step_start, float(self.stop_signal is not None)], world, self.device)
+            seconds /= world.size
+            loss_value = loss_sum / seen
             if not math.isfinite(loss_value):
                 raise VitlabError(
                     f"training loss became {loss_value} at step {self.step + 1} (epoch {self.epoch + 1}); "
                     f"{self.out / 'last.pt'} keeps the last good state. Usual causes: a learning rate too high "
                     f"(now {t.lr:g}, try --set train.lr={t.lr / 3:.2g}) or unstable mixed precision"
                 )
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            seconds = time.perf_counter() - step_start
             self.step += 1
             self.epoch_pos += 1
             self.train_seconds += seconds
-            self.images_seen += len(idx)
+            self.images_seen += int(seen)
             p["seconds"] += seconds
-            p["seen"] += len(idx)
-            p["loss_sum"] += loss_value * len(idx)
-            p["correct"] += int(batch_correct)
+            p["seen"] += int(seen)
+            p["loss_sum"] += loss_sum
+            p["correct"] += int(correct)
             bar.update()
             bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}", acc=f"{p['correct'] / p['seen']:.3f}",
                             img_s=f"{p['seen'] / p['seconds']:.0f}", lr=f"{lr:.2e}")
-            if self.stop_signal is not None:
+            if stops > 0:
+                self.stop_signal = self.stop_signal or "a signal to another rank"
                 bar.close()
                 self.save_last()
                 raise Interrupted(
                     f"stopped by {self.stop_signal} after step {self.step}; {self.out / 'last.pt'} holds the run: "
                     f"continue it with vitlab train --resume {self.out}"
                 )
-            if t.checkpoint_every > 0 and time.perf_counter() - last_save >= t.checkpoint_every:
+            if t.checkpoint_every > 0 and self.train_seconds - last_save >= t.checkpoint_every:
                 self.save_last()
-                last_save = time.perf_counter()
+                last_save = self.train_seconds
         bar.close()
         if p["seen"] == 0:
             return None
+        counts = all_sum_tensor(self.epoch_counts.to(self.device), world)
         self.epoch += 1
         self.epoch_order = None
         return {"train_loss": p["loss_sum"] / p["seen"], "train_acc": p["correct"] / p["seen"],
                 "seconds": p["seconds"], "images_per_s": p["seen"] / p["seconds"], "lr": lr,
-                "epoch_fraction": p["seen"] / n}
+                "epoch_fraction": p["seen"] / n, "images": p["seen"], "distinct_images": int((counts > 0).sum())}
 
     def save_last(self) -> None:
-        """Refresh ``last.pt``; the one it replaces stays as ``prev.pt`` until the new one is complete."""
+        """Refresh ``last.pt``; the one it replaces stays as ``prev.pt`` until the new one is complete.
+
+        Under torchrun every rank calls this (its random streams are gathered into the file); rank 0 writes.
+        """
+        meta = self.meta(with_training_state=True)
+        if self.world.distributed:
+            meta["rng_ranks"] = gather_objects(self._rng_state(), self.world)
+        if not self.world.is_main:
+            return
         last = self.out / "last.pt"
         if last.exists():
             os.replace(last, self.out / "prev.pt")
-        save_checkpoint(last, self.model, self.cfg, self.meta(with_training_state=True))
+        save_checkpoint(last, self.model, self.cfg, meta)
 
 
-def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
-    """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary."""
+def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any] | None:
+    """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary.
+
+    Launched by ``torchrun``, every rank calls this; rank 0 returns the summary, the others None.
+    """
     out = Path(out)
+    world = world_from_env()
     ckpt = resume_checkpoint(out) if resume else None
-    if not resume:
+    if not resume and world.is_main:
         prepare_run_dir(out)
     validate(cfg)
     device = resolve_device(cfg.train.device)
+    if world.distributed:
+        device = init_process_group(world, device)
+    try:
+        return _train(cfg, out, ckpt, device, world)
+    finally:
+        destroy_process_group()
+
+
+def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.device, world: World) -> dict[str, Any] | None:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
 
-    data = load_data(cfg.data, cfg.model.img_size, cfg.train.seed)
+    with main_first(world):  # rank 0 decodes into the cache, the others read it
+        data = load_data(cfg.data, cfg.model.img_size, cfg.train.seed)
     if ckpt is not None and ckpt["classes"] != data.classes:
         raise VitlabError(f"--resume {out}: the data's classes {data.classes} differ from the run's {ckpt['classes']}")
     cfg.model.num_classes = len(data.classes)
-    run = Run(cfg, out, data, device)
+    run = Run(cfg, out, data, device, world)
+    if world.distributed:
+        torch.manual_seed(cfg.train.seed + world.rank)  # after the shared initialisation: own dropout masks
     if ckpt is not None:
         run.restore(ckpt)
-        _truncate_metrics(out / "metrics.jsonl", run.epoch)
-        for stale in out.glob(".*.tmp"):  # half-written files of a process that was killed mid-save
-            stale.unlink()
-    atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
+        if world.is_main:
+            _truncate_metrics(out / "metrics.jsonl", run.epoch)
+            for stale in out.glob(".*.tmp"):  # half-written files of a process that was killed mid-save
+                stale.unlink()
+    if world.is_main:
+        atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
+    processes = f", {world.size} processes (DDP), global batch {cfg.train.batch_size}" if world.distributed else ""
     print(f"model: {cfg.model.preset}, {run.model.num_params / 1e6:.2f}M parameters, device {device}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads{processes}")
 
     images = data.train.images.to(device)
     labels = data.train.labels.to(device)
@@ -279,12 +346,15 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any]:
             end_of_epoch(run, stats)
     if run.epoch == 0:
         raise VitlabError("no training step ran: the time budget was spent before the first step")
-    return finish(run)
+    return finish(run) if world.is_main else None
 
 
 def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
-    """Validate, log the epoch to metrics.jsonl, then refresh best.pt and last.pt."""
+    """Validate, log the epoch to metrics.jsonl, then refresh best.pt and last.pt (rank 0 alone under torchrun)."""
     cfg, data, out = run.cfg, run.data, run.out
+    if not run.world.is_main:
+        run.save_last()  # a collective: gives rank 0 this rank's random streams
+        return
     record: dict[str, Any] = {"epoch": run.epoch, "step": run.step, **stats}
     if data.val is not None:
         val = evaluate(run.eval_model, data.val, run.eval_transform, run.eval_batch, run.device)
@@ -361,6 +431,7 @@ def finish(run: Run) -> dict[str, Any]:
         "params": run.model.num_params,
         "images_per_s": run.images_seen / run.train_seconds,
         "device": str(run.device),
+        "processes": run.world.size,
         "classes": data.classes,
         "config": cfg.to_dict(),
     }
