@@ -34,6 +34,28 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (vitlab report makes it later)")
 
 
+def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune pretrained ViT weights (timm, Hugging Face, original .npz)")
+    p.add_argument("--weights", required=True, metavar="SOURCE",
+                   help="timm:MODEL_NAME, a timm .safetensors/.pth/.bin state dict, a Hugging Face ViT directory "
+                        "(config.json + model.safetensors), or an original vision_transformer .npz")
+    p.add_argument("--data", help="cifar10, cifar100, or an ImageFolder root with train/ and test/ (default: cifar10)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--model", help="the weights' paper size, e.g. vit-b/16: checked against them, and gives the head "
+                                   "count that a timm state dict does not record")
+    p.add_argument("--img-size", type=int, help="train at this resolution (default: the weights' own); the position "
+                                                "embedding is resampled to the new grid")
+    p.add_argument("--freeze-backbone", action="store_true", help="train the new head alone (a linear probe)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--time-budget", type=float, metavar="SECONDS")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
+
+
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy and loss of a checkpoint on a data split")
     p.add_argument("checkpoint")
@@ -95,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
+    _add_finetune_parser(sub)
     _add_eval_parser(sub)
     _add_predict_parser(sub)
     _add_report_parser(sub)
@@ -150,6 +173,58 @@ def cmd_train(args: argparse.Namespace) -> int:
         from vitlab.analysis.report import build_report
 
         print(f"report: {build_report(run_dir, device=cfg.train.device)}")
+    return 0
+
+
+# The ViT paper's fine-tuning recipe (Dosovitskiy et al., 2021, appendix B.1.1): SGD with momentum 0.9, no weight
+# decay, gradient clipping at norm 1, warm-up then cosine decay; lr 0.01 is the middle of its sweep.
+FINETUNE_RECIPE = {"train.optimizer": "sgd", "train.momentum": 0.9, "train.weight_decay": 0.0, "train.grad_clip": 1.0,
+                   "train.schedule": "cosine", "train.warmup": 0.05, "train.lr": 0.01, "train.label_smoothing": 0.0}
+
+
+def finetune_config(args: argparse.Namespace) -> Config:
+    """The weights' architecture -> the fine-tuning recipe -> flags -> --set (later wins)."""
+    from vitlab.models.pretrained import load_pretrained
+
+    heads = preset_config(args.model).heads if args.model else None
+    pre = load_pretrained(args.weights, heads=heads)
+    cfg = Config()
+    cfg.model = dataclasses.replace(pre.config, preset=args.model or "pretrained")
+    if args.model:
+        expected = preset_config(args.model)
+        for name in ("dim", "depth", "mlp_dim"):
+            if getattr(expected, name) != getattr(pre.config, name):
+                raise VitlabError(f"--model {args.model}: {name} {getattr(expected, name)}, but the weights "
+                                  f"{args.weights} have {name} {getattr(pre.config, name)}")
+    for key, value in FINETUNE_RECIPE.items():
+        set_value(cfg, key, value)
+    cfg.data.mean, cfg.data.std = list(pre.mean), list(pre.std)
+    flags = {
+        "data.source": args.data, "model.img_size": args.img_size, "train.epochs": args.epochs,
+        "train.time_budget": args.time_budget, "train.batch_size": args.batch_size, "train.lr": args.lr,
+        "train.seed": args.seed, "train.device": args.device, "train.init_weights": args.weights,
+        "train.freeze_backbone": True if args.freeze_backbone else None,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            set_value(cfg, key, value)
+    for key, value in parse_set(args.set):
+        set_value(cfg, key, value)
+    return cfg
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from vitlab.train.trainer import train
+
+    cfg = finetune_config(args)
+    print(f"weights: {args.weights}: ViT dim {cfg.model.dim}, depth {cfg.model.depth}, heads {cfg.model.heads}, "
+          f"patch {cfg.model.patch_size}, training at {cfg.model.img_size} px"
+          f"{', backbone frozen (linear probe)' if cfg.train.freeze_backbone else ''}")
+    summary = train(cfg, Path(args.out))
+    if summary is not None and not args.no_report:
+        from vitlab.analysis.report import build_report
+
+        print(f"report: {build_report(Path(args.out), device=cfg.train.device)}")
     return 0
 
 
@@ -261,7 +336,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
             "attention": cmd_attention, "export": cmd_export, "bench": cmd_bench}
 
 

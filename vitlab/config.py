@@ -50,6 +50,8 @@ class ModelConfig:
     pool: str = "cls"
     # Stochastic depth: probability of skipping the last block's residual branches, rising linearly from 0.
     drop_path: float = 0.0
+    # LayerNorm epsilon: torch's 1e-5 (the seed); pretrained weights bring their own (timm 1e-6, HF 1e-12).
+    norm_eps: float = 1e-5
 
 
 @dataclass
@@ -69,6 +71,9 @@ class DataConfig:
     balanced: bool = False
     # Fail on the first unreadable image instead of skipping and listing it.
     strict: bool = False
+    # Per-channel normalisation; None: the training images' own statistics. Pretrained weights bring theirs.
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
 
 
 @dataclass
@@ -109,6 +114,11 @@ class TrainConfig:
     # torch.compile the training model (an option for GPUs: it did not speed this model up on the 2-core CPU).
     compile: bool = False
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default (all cores)
+    # Start from pretrained weights (vitlab finetune sets it): timm:NAME, a timm state-dict file, a Hugging Face
+    # ViT directory or an original .npz; the head starts at zero. "" trains from scratch.
+    init_weights: str = ""
+    # Train the head alone (a linear probe on the pretrained features).
+    freeze_backbone: bool = False
 
 
 @dataclass
@@ -162,6 +172,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
+        if origin is list:  # a YAML list, or "0.5,0.5,0.5" from --set
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise ValueError
+            return [_coerce(v.strip() if isinstance(v, str) else v, typing.get_args(typ)[0], key) for v in items]
     except ValueError:
         pass
     else:
@@ -277,5 +292,14 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"train.warmup: expected a share in [0, 1), got {t.warmup}")
     if not 0.0 <= d.val_fraction < 1.0:
         raise VitlabError(f"data.val_fraction: expected a share in [0, 1), got {d.val_fraction}")
+    if m.norm_eps <= 0:
+        raise VitlabError(f"model.norm_eps: expected a positive number, got {m.norm_eps}")
+    for key, v in {"data.mean": d.mean, "data.std": d.std}.items():
+        if v is not None and len(v) != m.in_chans:
+            raise VitlabError(f"{key}: expected {m.in_chans} values (one per channel), got {v}")
+    if (d.mean is None) != (d.std is None):
+        raise VitlabError("data.mean / data.std: set both (one value per channel) or neither")
+    if d.std is not None and min(d.std) <= 0:
+        raise VitlabError(f"data.std: expected positive values, got {d.std}")
     if d.crop_padding < 0:
         raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")

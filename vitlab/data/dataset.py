@@ -76,6 +76,8 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
         val, val_source = Split(train.images[held], train.labels[held]), "held out from train"
         train = Split(train.images[keep], train.labels[keep])
     mean, std = channel_stats(train.images)
+    if cfg.mean is not None and cfg.std is not None:  # e.g. the normalisation pretrained weights were trained with
+        mean, std = tuple(cfg.mean), tuple(cfg.std)
     data = ImageData(
         classes=raw["classes"], train=train, test=Split(*splits["test"]), val=val,
         mean=mean, std=std, skipped=raw["skipped"], val_source=val_source,

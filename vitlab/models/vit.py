@@ -121,9 +121,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, drop_path: float = 0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.dim, cfg.mlp_dim),
             nn.GELU(),
@@ -152,7 +152,7 @@ class VisionTransformer(nn.Module):
         self.pos_drop = _dropout(cfg.dropout)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(Block(cfg, rate) for rate in rates)
-        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         # Sequence pooling (Hassani et al., 2021): a learned softmax weight per token, then a weighted average.
         self.attn_pool = nn.Linear(cfg.dim, 1) if cfg.pool == "seq" else None
         self.head = nn.Linear(cfg.dim, cfg.num_classes)

@@ -23,6 +23,7 @@ from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, load_data
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
+from vitlab.models.pretrained import apply_pretrained, load_pretrained
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
 from vitlab.train.distributed import (
@@ -69,9 +70,16 @@ def max_epochs(cfg: Config) -> int:
 class Run:
     """State of one training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
-    def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device, world: World = World()):
+    def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device, world: World = World(),
+                 *, fresh: bool = True):
         self.cfg, self.out, self.data, self.device, self.world = cfg, out, data, device, world
-        self.model = VisionTransformer(cfg.model).to(device)
+        self.model = VisionTransformer(cfg.model)
+        if fresh and cfg.train.init_weights:  # a resumed run takes every weight from its checkpoint instead
+            apply_pretrained(self.model, load_pretrained(cfg.train.init_weights, heads=cfg.model.heads))
+        if cfg.train.freeze_backbone:
+            for name, param in self.model.named_parameters():
+                param.requires_grad_(name.startswith("head."))
+        self.model.to(device)
         # The model the training step calls: wrapped by DDP under torchrun, compiled on request; it shares its
         # parameters with self.model, which is what gets saved.
         net: torch.nn.Module = self.model
@@ -318,7 +326,7 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
     if ckpt is not None and ckpt["classes"] != data.classes:
         raise VitlabError(f"--resume {out}: the data's classes {data.classes} differ from the run's {ckpt['classes']}")
     cfg.model.num_classes = len(data.classes)
-    run = Run(cfg, out, data, device, world)
+    run = Run(cfg, out, data, device, world, fresh=ckpt is None)
     if world.distributed:
         torch.manual_seed(cfg.train.seed + world.rank)  # after the shared initialisation: own dropout masks
     if ckpt is not None:
