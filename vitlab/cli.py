@@ -96,7 +96,9 @@ def _add_attention_parser(sub: argparse._SubParsersAction) -> None:
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a checkpoint's model to a portable file")
     p.add_argument("checkpoint")
-    p.add_argument("--format", default="safetensors", help="safetensors (weights + config metadata)")
+    p.add_argument("--format", default="safetensors",
+                   help="safetensors (weights + config metadata, the default), onnx (dynamic batch, for onnxruntime), "
+                        "torchscript (traced; deprecated by PyTorch)")
     p.add_argument("--out", required=True, help="file to write")
 
 
