@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention
 from vitlab.cli import main
+from vitlab.data.augment import BatchTransform, auto_augment, random_erasing
 from vitlab.errors import VitlabError
 from vitlab.models import create_model
 from vitlab.train import read_checkpoint
@@ -105,3 +106,32 @@ def test_ema_weights_are_validated_saved_and_resumed(small_cifar, tmp_path):
     assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-report"]) == 0
     assert read_checkpoint(out / "last.pt")["ema"]["n_averaged"].item() == 12
+
+
+def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
+    x = torch.ones(64, 3, 32, 32)
+    out = random_erasing(x, 0.5, torch.Generator().manual_seed(0))
+    erased = (out == 0).all(1)  # (B, H, W): all channels of a pixel erased together
+    chosen = erased.flatten(1).any(1)
+    assert 10 < int(chosen.sum()) < 54  # about half the images
+    for mask in erased[chosen]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        # one solid rectangle: every pixel inside its bounding box is erased
+        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        area = int(mask.sum()) / (32 * 32)
+        assert 0.01 <= area <= 0.4
+    assert torch.equal(out[~chosen], x[~chosen])
+
+
+@pytest.mark.parametrize("policy", ["trivialaugment", "randaugment"])
+def test_auto_augment_changes_images_independently_and_keeps_uint8(policy):
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    out = BatchTransform((0.5,) * 3, (0.25,) * 3, 32, auto_augment=policy)
+    assert auto_augment(x, policy).dtype == torch.uint8
+    y = out(x, torch.Generator().manual_seed(0))
+    plain = BatchTransform((0.5,) * 3, (0.25,) * 3, 32)(x)
+    changed = (y != plain).flatten(1).any(1)
+    assert changed.sum() >= 8  # most images altered (an identity op can leave a few alone)
+    assert not torch.equal(y, plain)
+    assert torch.equal(out(x), plain)  # evaluation (no generator) is never augmented

@@ -191,7 +191,7 @@ def finetune_config(args: argparse.Namespace) -> Config:
     heads = preset_config(args.model).heads if args.model else None
     pre = load_pretrained(args.weights, heads=heads)
     cfg = Config()
-    cfg.model = dataclasses.replace(pre.config, preset=args.model or "pretrained")
+    cfg.model = dataclasses.replace(pre.config, preset=args.model or pre.config.preset)
     if args.model:
         expected = preset_config(args.model)
         for name in ("dim", "depth", "mlp_dim"):

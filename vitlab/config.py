@@ -66,6 +66,10 @@ class DataConfig:
     val_max: int = 5000
     crop_padding: int = 4
     hflip: bool = True
+    # "none", "trivialaugment" or "randaugment" (torchvision's policies, applied to each training image).
+    auto_augment: str = "none"
+    # Probability of erasing a random rectangle of each training image (0: off).
+    random_erasing: float = 0.0
     # Draw training batches with probability inversely proportional to class size (the seed's
     # WeightedRandomSampler): each epoch then sees the classes equally often.
     balanced: bool = False
@@ -301,5 +305,9 @@ def validate(cfg: Config) -> None:
         raise VitlabError("data.mean / data.std: set both (one value per channel) or neither")
     if d.std is not None and min(d.std) <= 0:
         raise VitlabError(f"data.std: expected positive values, got {d.std}")
+    if d.auto_augment not in ("none", "trivialaugment", "randaugment"):
+        raise VitlabError(f"data.auto_augment: expected none, trivialaugment or randaugment, got {d.auto_augment!r}")
+    if not 0.0 <= d.random_erasing <= 1.0:
+        raise VitlabError(f"data.random_erasing: expected a probability in [0, 1], got {d.random_erasing}")
     if d.crop_padding < 0:
         raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")

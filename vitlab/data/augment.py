@@ -1,11 +1,14 @@
 """Batched augmentation and normalisation on the device, on uint8 batches (no worker processes).
 
 Holding the dataset as one uint8 tensor and augmenting whole batches at once (airbench's approach) keeps the
-CPU free for the model: one gather for the crops, one ``where`` for the flips, one fused normalisation.
+CPU free for the model: one gather for the crops, one ``where`` for the flips, one fused normalisation. The
+optional TrivialAugment/RandAugment is torchvision's, image by image (its ops differ per image); random erasing
+is batched like the rest.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -30,6 +33,35 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator,
+                   area: tuple[float, float] = (0.02, 1 / 3), ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Zero (the mean, after normalisation) one random rectangle in each image with probability ``p``
+    (Zhong et al., 2020; torchvision's RandomErasing ranges), for the whole batch at once."""
+    B, _, H, W = x.shape
+    dev = x.device
+    u = torch.rand(B, 5, generator=generator, device=dev)
+    target = H * W * (area[0] + (area[1] - area[0]) * u[:, 0])
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
+    h = (target * log_r.exp()).sqrt().round().clamp(1, H)
+    w = (target / log_r.exp()).sqrt().round().clamp(1, W)
+    top = ((H - h + 1) * u[:, 2]).floor()
+    left = ((W - w + 1) * u[:, 3]).floor()
+    rows = torch.arange(H, device=dev)[None, :]
+    cols = torch.arange(W, device=dev)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (B, W)
+    erase = in_rows[:, :, None] & in_cols[:, None, :] & (u[:, 4] < p)[:, None, None]  # (B, H, W)
+    return x.masked_fill(erase[:, None], 0.0)
+
+
+def auto_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+    """torchvision's TrivialAugmentWide or RandAugment on each uint8 image of the batch (its own op each)."""
+    from torchvision.transforms import v2
+
+    op = v2.TrivialAugmentWide() if policy == "trivialaugment" else v2.RandAugment()
+    return torch.stack([op(img) for img in x])
+
+
 class BatchTransform:
     """uint8 (B, C, h, w) -> normalised float (B, C, S, S), with the training augmentation when asked."""
 
@@ -41,11 +73,15 @@ class BatchTransform:
         *,
         crop_padding: int = 0,
         hflip: bool = False,
+        auto_augment: str = "none",
+        random_erasing: float = 0.0,
         device: torch.device | str = "cpu",
     ):
         self.img_size = img_size
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.auto_augment = auto_augment
+        self.random_erasing = random_erasing
         # (x / 255 - mean) / std folded into one subtract and one multiply on the raw 0..255 values.
         self.shift = (torch.tensor(mean, device=device) * 255).view(1, -1, 1, 1)
         self.scale = (1.0 / (torch.tensor(std, device=device) * 255)).view(1, -1, 1, 1)
@@ -57,7 +93,12 @@ class BatchTransform:
                 x = random_crop(x, self.crop_padding, generator)
             if self.hflip:
                 x = random_hflip(x, generator)
+            if self.auto_augment != "none":
+                x = auto_augment(x, self.auto_augment)
         x = x.float()
         if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
             x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", antialias=True, align_corners=False)
-        return (x - self.shift).mul_(self.scale)
+        x = (x - self.shift).mul_(self.scale)
+        if generator is not None and self.random_erasing > 0:
+            x = random_erasing(x, self.random_erasing, generator)
+        return x

@@ -41,7 +41,8 @@ class Pretrained:
 
 
 def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
-    """``timm:MODEL_NAME``, a Hugging Face ViT directory, an original ``.npz``, or a timm state-dict file.
+    """``timm:MODEL_NAME``, a Hugging Face ViT directory, an original ``.npz``, a timm state-dict file, or a
+    vitlab checkpoint / export (any variant: its own config comes with it).
 
     ``heads`` is needed only for timm state-dict files of non-paper sizes (their weights do not record it).
     """
@@ -55,10 +56,26 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
         return _from_hf_dir(path)
     if path.suffix == ".npz":
         return _from_npz(path)
+    vitlab = _from_vitlab(path)
+    if vitlab is not None:
+        return vitlab
     state = _read_state_dict(path)
     if any(k.startswith(("vit.", "embeddings.")) for k in state):
         raise VitlabError(f"--weights {path}: a Hugging Face checkpoint; pass its directory (with config.json) instead")
     return _from_timm_state(state, heads, source=str(path))
+
+
+def _from_vitlab(path: Path) -> Pretrained | None:
+    """A checkpoint written by ``vitlab train`` or ``vitlab export`` (None for any other file)."""
+    from vitlab.config import Config
+    from vitlab.train.checkpoint import read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(path)
+    except VitlabError:
+        return None
+    cfg = Config.from_dict(ckpt["config"], origin=f"{path} config").model
+    return Pretrained(cfg, ckpt["model"], tuple(ckpt["mean"]), tuple(ckpt["std"]), str(path))
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -282,18 +299,22 @@ def resample_patch_embed(weight: torch.Tensor, in_chans: int, old: int, new: int
 
 
 def adapt_state(pre: Pretrained, target: ModelConfig) -> dict[str, torch.Tensor]:
-    """The pretrained weights fitted to ``target`` (same width and depth; any image and patch size), head left out."""
+    """The pretrained weights fitted to ``target`` (same architecture; any image size, and any patch size for a
+    linear patch embedding), head left out."""
     src = pre.config
-    for name in ("dim", "depth", "heads", "mlp_dim", "in_chans", "qkv_bias"):
+    for name in ("dim", "depth", "heads", "mlp_dim", "in_chans", "qkv_bias", "attn_proj", "stem", "pool"):
         if getattr(src, name) != getattr(target, name):
             raise VitlabError(f"model.{name}: the weights {pre.source} have {name} {getattr(src, name)}, "
                               f"the model asks for {getattr(target, name)}")
-    if target.stem != "linear" or target.pool != "cls":
-        raise VitlabError("pretrained ViT weights need model.stem=linear and model.pool=cls")
+    if target.stem == "conv" and target.patch_size != src.patch_size:
+        raise VitlabError(f"model.patch_size: a conv stem's depth is fixed by its patch size ({src.patch_size} in "
+                          f"{pre.source}); change model.img_size instead")
     state = {k: v for k, v in pre.state.items() if not k.startswith("head.")}
-    state["pos_embed"] = resample_pos_embed(state["pos_embed"], target.img_size // target.patch_size)
-    state["patch_embed.proj.weight"] = resample_patch_embed(
-        state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size)
+    prefix = 1 if target.pool == "cls" else 0
+    state["pos_embed"] = resample_pos_embed(state["pos_embed"], target.img_size // target.patch_size, prefix)
+    if target.stem == "linear":
+        state["patch_embed.proj.weight"] = resample_patch_embed(
+            state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size)
     return state
 
 

@@ -99,7 +99,8 @@ class Run:
         self.eval_transform = BatchTransform(data.mean, data.std, cfg.model.img_size, device=device)
         self.train_transform = BatchTransform(
             data.mean, data.std, cfg.model.img_size,
-            crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, device=device,
+            crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, auto_augment=cfg.data.auto_augment,
+            random_erasing=cfg.data.random_erasing, device=device,
         )
         # One generator orders the data (the same on every rank), one draws the augmentation (its own per rank):
         # seeded, saved and restored on resume.
