@@ -112,9 +112,13 @@ def test_second_load_reads_the_cache(small_cifar, monkeypatch):
     assert torch.equal(first.test.images, second.test.images)
 
 
-def test_images_resized_to_the_model_size(small_cifar):
+def test_small_images_stay_small_and_are_resized_on_the_device(small_cifar):
     data = load_data(DataConfig(source=str(small_cifar), val_fraction=0), 48, seed=0, verbose=False)
-    assert data.train.images.shape[1:] == (3, 48, 48) and data.val is None
+    assert data.train.images.shape[1:] == (3, 32, 32) and data.val is None  # no upsampled copies held
+    x = BatchTransform(data.mean, data.std, 48)(data.train.images[:4])
+    assert x.shape == (4, 3, 48, 48)
+    smaller = load_data(DataConfig(source=str(small_cifar), val_fraction=0), 16, seed=0, verbose=False)
+    assert smaller.train.images.shape[1:] == (3, 16, 16)  # larger images are decoded at the model's size
 
 
 def test_val_folder_is_used_when_present(tmp_path, small_cifar):

@@ -75,6 +75,12 @@ class DataConfig:
     balanced: bool = False
     # Fail on the first unreadable image instead of skipping and listing it.
     strict: bool = False
+    # Where an ImageFolder's decoded images live: "memory" (one uint8 tensor, augmented in batches on the device),
+    # "disk" (decoded batch by batch in DataLoader worker processes), or "auto": memory unless the decoded images
+    # would take more than memory_share of the RAM.
+    storage: str = "auto"
+    memory_share: float = 0.5
+    workers: int = 0  # DataLoader processes for data.storage=disk; 0: up to 4, one per core
     # Per-channel normalisation; None: the training images' own statistics. Pretrained weights bring theirs.
     mean: Optional[list[float]] = None
     std: Optional[list[float]] = None
@@ -305,6 +311,12 @@ def validate(cfg: Config) -> None:
         raise VitlabError("data.mean / data.std: set both (one value per channel) or neither")
     if d.std is not None and min(d.std) <= 0:
         raise VitlabError(f"data.std: expected positive values, got {d.std}")
+    if d.storage not in ("auto", "memory", "disk"):
+        raise VitlabError(f"data.storage: expected auto, memory or disk, got {d.storage!r}")
+    if not 0.0 < d.memory_share <= 1.0:
+        raise VitlabError(f"data.memory_share: expected a share in (0, 1], got {d.memory_share}")
+    if d.workers < 0:
+        raise VitlabError(f"data.workers: expected 0 (automatic) or a positive number, got {d.workers}")
     if d.auto_augment not in ("none", "trivialaugment", "randaugment"):
         raise VitlabError(f"data.auto_augment: expected none, trivialaugment or randaugment, got {d.auto_augment!r}")
     if not 0.0 <= d.random_erasing <= 1.0:

@@ -22,7 +22,7 @@ from vitlab.analysis.attention import attention_overlays
 from vitlab.analysis.metrics import confusion, most_confused, per_class_scores
 from vitlab.config import Config
 from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import Split, load_data
+from vitlab.data.dataset import Split, load_data, take
 from vitlab.data.folder import decode_files, scan_split
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_text
@@ -88,9 +88,10 @@ def _attention_rows(model, images, labels, preds, conf, classes, transform, max_
                 picks.append((i, f"{classes[c]}: {word}\npred {classes[preds[i]]} {conf[i]:.0%}"))
     if not picks:
         return []
-    _, heat = attention_overlays(model, images[torch.tensor([i for i, _ in picks])], transform)
-    return [{"image": _hwc(images[i]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(), "title": t}
-            for k, (i, t) in enumerate(picks)]
+    chosen = take(images, torch.tensor([i for i, _ in picks]))
+    _, heat = attention_overlays(model, chosen, transform)
+    return [{"image": _hwc(chosen[k]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(), "title": t}
+            for k, (_, t) in enumerate(picks)]
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -196,7 +197,7 @@ def build_report(
     worst = wrong[conf[wrong].argsort(descending=True)[:24]]
     if len(worst):
         figs["misclassified"] = figures.image_grid(
-            [_hwc(ds.test.images[i]) for i in worst],
+            [_hwc(img) for img in take(ds.test.images, worst)],
             [f"true {classes[ds.test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
             out / "misclassified.png", "Most confidently wrong test images",
         )

@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -14,11 +14,12 @@ from vitlab.config import DataConfig
 from vitlab.data.cifar import DATASETS, load_cifar
 from vitlab.data.folder import load_image_folder
 from vitlab.data.splits import stratified_holdout
+from vitlab.data.stream import FileImages, image_channel_sums
 
 
 @dataclass
 class Split:
-    images: torch.Tensor  # (N, 3, H, W) uint8
+    images: torch.Tensor | FileImages  # (N, 3, H, W) uint8, in memory or streamed from disk
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -35,24 +36,54 @@ class ImageData:
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     skipped: list[str] = field(default_factory=list)
     val_source: str = "none"  # "val/ folder", "held out from train" or "none"
+    storage: str = "memory"  # "memory" (uint8 tensors) or "disk" (FileImages, decoded by DataLoader workers)
 
 
 def cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir or os.environ.get("VITLAB_CACHE") or Path.home() / ".cache" / "vitlab").expanduser()
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1], in chunks to bound memory."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    for chunk in images.split(4096):
-        x = chunk.to(torch.float64) / 255
-        total += x.sum((0, 2, 3))
-        total_sq += (x * x).sum((0, 2, 3))
+def channel_stats(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images scaled to [0, 1], from per-image sums (chunked in memory;
+    recorded by the scan for images on disk), so both storage paths get the same numbers."""
+    if isinstance(images, FileImages):
+        sums, squares = images.sums, images.squares
+    else:
+        parts = [image_channel_sums(chunk) for chunk in images.split(4096)]
+        sums, squares = torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
     count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+    mean = sums.sum(0) / count
+    std = (squares.sum(0) / count - mean**2).clamp_min(1e-12).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def take(images: torch.Tensor | FileImages, idx: torch.Tensor) -> torch.Tensor:
+    """The uint8 images at ``idx`` as a tensor, whichever the storage."""
+    return images[idx].load() if isinstance(images, FileImages) else images[idx]
+
+
+def iterate_batches(images: torch.Tensor | FileImages, batches: list[torch.Tensor],
+                    device: torch.device) -> Iterator[torch.Tensor]:
+    """The uint8 batches at ``batches`` (index tensors) on ``device``: gathered from memory, or decoded ahead by
+    DataLoader workers for images on disk."""
+    if isinstance(images, FileImages):
+        yield from images.load_batches(batches, device)
+        return
+    for idx in batches:
+        yield images[idx.to(images.device, non_blocking=True)].to(device, non_blocking=True)
+
+
+def place_images(images: torch.Tensor | FileImages, device: torch.device, memory_share: float) -> torch.Tensor | FileImages:
+    """The training images where batches are gathered from: on the device when they fit in ``memory_share`` of
+    its memory (GPU-resident, no transfers), else in pinned host memory (each batch copied asynchronously);
+    images on disk stay there."""
+    if isinstance(images, FileImages) or device.type != "cuda":
+        return images.to(device)
+    if images.nbytes > memory_share * torch.cuda.get_device_properties(device).total_memory:
+        print(f"data: {images.nbytes / 1e9:.1f} GB of images kept in pinned host memory (over "
+              f"data.memory_share={memory_share:g} of the GPU's); batches are copied as they are used")
+        return images.pin_memory()
+    return images.to(device)
 
 
 def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True) -> ImageData:
@@ -65,7 +96,8 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
     if cfg.source in DATASETS:
         raw = load_cifar(cfg.source, cache_dir(cfg))
     else:
-        raw = load_image_folder(Path(cfg.source), img_size, cache_dir(cfg), strict=cfg.strict)
+        raw = load_image_folder(Path(cfg.source), img_size, cache_dir(cfg), strict=cfg.strict, storage=cfg.storage,
+                                memory_share=cfg.memory_share, workers=cfg.workers)
     splits = raw["splits"]
     train = Split(*splits["train"])
     val, val_source = None, "none"
@@ -80,7 +112,7 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     data = ImageData(
         classes=raw["classes"], train=train, test=Split(*splits["test"]), val=val,
-        mean=mean, std=std, skipped=raw["skipped"], val_source=val_source,
+        mean=mean, std=std, skipped=raw["skipped"], val_source=val_source, storage=raw.get("storage", "memory"),
     )
     if verbose:
         print(
@@ -88,6 +120,7 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
             f"val {len(val) if val else 0} ({val_source}), test {len(data.test)} "
             f"[{time.perf_counter() - start:.1f}s]"
         )
+        print(f"data: {_storage_text(data, cfg)}")
         if data.skipped:
             print(f"data: skipped {len(data.skipped)} unreadable files:")
             for msg in data.skipped[:20]:
@@ -95,6 +128,17 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
             if len(data.skipped) > 20:
                 print(f"  ... and {len(data.skipped) - 20} more")
     return data
+
+
+def _storage_text(data: ImageData, cfg: DataConfig) -> str:
+    splits = [data.train, data.test] + ([data.val] if data.val is not None else [])
+    size = data.train.images.shape[-1]
+    mb = sum(s.images.shape[0] for s in splits) * 3 * size * size / 1e6
+    if data.storage == "disk":
+        workers = data.train.images.workers
+        return (f"streamed from disk, decoded at {size} px by {workers} DataLoader worker processes "
+                f"(decoded, {mb:,.0f} MB would exceed data.memory_share={cfg.memory_share:g} of RAM, or data.storage=disk)")
+    return f"held in memory as uint8 at {size} px ({mb:,.0f} MB), augmented in batches on the device"
 
 
 def epoch_order(

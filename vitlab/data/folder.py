@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from vitlab.data.images import ImageError, is_image_file, read_image
+from vitlab.data.stream import FileImages, default_workers, scan_files
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_torch_save, safe_torch_load
 
@@ -88,11 +89,36 @@ def _fingerprint(root: Path, size: int, splits: dict[str, list[Path]]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool) -> dict:
-    """``{"classes", "splits": {name: (images, labels)}, "skipped"}`` for an ImageFolder root.
+def stored_size(files: list[Path], size: int, samples: int = 64) -> int:
+    """The size to decode at: ``size``, or less when the images themselves are smaller (CIFAR's 32 px for a
+    224-px fine-tuning): upsampled copies would only fill memory, the device resizes each batch instead.
+    Judged from the headers of up to ``samples`` evenly spaced files."""
+    from PIL import Image
 
-    The decoded tensors are cached under ``cache_dir``, keyed by the root's path, the image size and every
-    file's size and mtime, so a second run on unchanged data starts in seconds.
+    step = max(1, len(files) // samples)
+    largest = 0
+    for f in files[::step][:samples]:
+        try:
+            with Image.open(f) as im:
+                largest = max(largest, min(im.size))
+        except Exception:  # unreadable files are reported when decoded
+            continue
+    return min(size, largest) if largest else size
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool, storage: str = "auto",
+                      memory_share: float = 0.5, workers: int = 0) -> dict:
+    """``{"classes", "splits": {name: (images, labels)}, "skipped", "storage"}`` for an ImageFolder root.
+
+    ``storage`` "memory": the images decoded once into uint8 tensors, cached under ``cache_dir`` (keyed by the
+    root's path, the size and every file's size and mtime), so a second run starts in seconds. "disk": the
+    images stay on disk (``FileImages``), decoded batch by batch in DataLoader workers; only the list of
+    readable files and their channel sums are cached. "auto": memory unless the decoded images would take more
+    than ``memory_share`` of the machine's RAM.
     """
     if not root.is_dir():
         raise VitlabError(f"--data {root}: folder not found (expected an ImageFolder root with train/ and test/)")
@@ -105,7 +131,14 @@ def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool) -
             files, labels, _ = scan_split(root / name, classes)
             listing[name] = (files, labels)
 
+    size = stored_size(files_train, size)
+    if storage == "auto":
+        decoded = sum(len(files) for files, _ in listing.values()) * 3 * size * size
+        storage = "disk" if decoded > memory_share * physical_memory() else "memory"
     key = _fingerprint(root, size, {k: v[0] for k, v in listing.items()})
+    if storage == "disk":
+        return _file_index(root, size, listing, classes, cache_dir / "folders" / f"{root.resolve().name}-{size}px-{key}.index.pt",
+                           strict=strict, workers=workers)
     cache_file = cache_dir / "folders" / f"{root.resolve().name}-{size}px-{key}.pt"
     if cache_file.is_file():
         try:
@@ -120,4 +153,28 @@ def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool) -
         skipped += bad
     data = {"classes": classes, "splits": splits, "skipped": skipped}
     atomic_torch_save(data, cache_file)
-    return data
+    return {**data, "storage": "memory"}
+
+
+def _file_index(root: Path, size: int, listing: dict, classes: list[str], index_file: Path, *, strict: bool,
+                workers: int) -> dict:
+    """The streamed form: per split the readable files (``FileImages``) and labels; the scan is cached."""
+    index = None
+    if index_file.is_file():
+        try:
+            index = safe_torch_load(index_file)
+        except VitlabError as e:
+            print(f"vitlab: rebuilding the data index ({e})")
+    if index is None:
+        index = {"splits": {}, "skipped": []}
+        for name, (files, labels) in listing.items():
+            kept, bad, sums, squares = scan_files(files, size, workers or default_workers(), f"scanning {root.name}/{name}")
+            if bad and strict:
+                raise VitlabError(f"{bad[0]} (data.strict is on)")
+            index["splits"][name] = ([str(files[i].relative_to(root)) for i in kept],
+                                     torch.tensor(labels, dtype=torch.long)[kept], sums, squares)
+            index["skipped"] += bad
+        atomic_torch_save(index, index_file)
+    splits = {name: (FileImages([root / f for f in rel], size, sums, squares, workers), labels)
+              for name, (rel, labels, sums, squares) in index["splits"].items()}
+    return {"classes": classes, "splits": splits, "skipped": index["skipped"], "storage": "disk"}

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from vitlab.config import Config, validate
 from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, load_data
+from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, iterate_batches, load_data, place_images
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.pretrained import apply_pretrained, load_pretrained
@@ -213,18 +213,18 @@ class Run:
                    leave=False, disable=None if world.is_main else True)
         last_save = self.train_seconds
         lr = self.optimizer.param_groups[0]["lr"]
-        for global_idx in batches[self.epoch_pos:]:
+        todo = [rank_slice(b, world) for b in batches[self.epoch_pos:]]  # this rank's share of each batch
+        stream = iterate_batches(images, todo, self.device)
+        for idx in todo:
             if budget and self.train_seconds >= budget:
                 break
-            step_start = time.perf_counter()
+            step_start = time.perf_counter()  # waiting for data counts as training time
             lr = t.lr * lr_factor(t.schedule, self.progress(self.train_seconds, total_steps), t.warmup)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            idx = rank_slice(global_idx, world)
             self.epoch_counts.index_add_(0, idx, torch.ones(len(idx), dtype=torch.int32))
-            idx = idx.to(self.device, non_blocking=True)
-            x = self.train_transform(images[idx], self.aug_gen)  # (B, C, S, S)
-            y = labels[idx]
+            x = self.train_transform(next(stream), self.aug_gen)  # (B, C, S, S)
+            y = labels[idx.to(labels.device, non_blocking=True)]
             if self.mixer is not None:
                 x, y = self.mixer(x, y)  # y becomes (B, K) class shares
             self.optimizer.zero_grad(set_to_none=True)
@@ -272,6 +272,7 @@ class Run:
                 self.save_last()
                 last_save = self.train_seconds
         bar.close()
+        stream.close()  # stops DataLoader workers still decoding ahead
         if p["seen"] == 0:
             return None
         counts = all_sum_tensor(self.epoch_counts.to(self.device), world)
@@ -342,7 +343,7 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
     print(f"model: {cfg.model.preset}, {run.model.num_params / 1e6:.2f}M parameters, device {device}, "
           f"{torch.get_num_threads()} threads{processes}")
 
-    images = data.train.images.to(device)
+    images = place_images(data.train.images, device, cfg.data.memory_share)
     labels = data.train.labels.to(device)
     epochs = max_epochs(cfg)
     total_steps = epochs * math.ceil(len(labels) / cfg.train.batch_size)
