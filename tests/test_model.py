@@ -125,3 +125,25 @@ def test_overfits_a_small_batch():
 def test_public_api():
     model = vitlab.create_model("seed", num_classes=10)
     assert isinstance(model, vitlab.VisionTransformer)
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(attn_proj=True, qkv_bias=False), dict(drop_path=0.1)])
+def test_class_token_shortcut_gives_the_full_encoders_logits_and_gradients(overrides):
+    """forward() computes the last block for the class token alone; nothing the head reads may change."""
+    torch.manual_seed(0)
+    model = create_model("seed", num_classes=10, depth=3, dropout=0.0, **overrides)
+    x = torch.randn(6, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)), atol=1e-5, rtol=0)
+    model.train()
+    grads = []
+    for full in (False, True):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same drop-path draws for both
+        logits = model.forward_head(model.forward_features(x)) if full else model(x)
+        F.cross_entropy(logits, torch.arange(6)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[1].items():
+        torch.testing.assert_close(grads[0][name], g, atol=1e-5, rtol=1e-4, msg=name)

@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from vitlab.config import ModelConfig
 from vitlab.errors import VitlabError
 from vitlab.io import safe_torch_load
+from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
 PAPER_HEADS = {(192, 12): 3, (384, 12): 6, (768, 12): 12, (1024, 24): 16, (1280, 32): 16}
@@ -56,42 +58,44 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
         return _from_hf_dir(path)
     if path.suffix == ".npz":
         return _from_npz(path)
-    vitlab = _from_vitlab(path)
-    if vitlab is not None:
-        return vitlab
-    state = _read_state_dict(path)
+    raw = _read_weights_file(path)
+    if raw.get("format") == CHECKPOINT_FORMAT:  # written by vitlab train / vitlab export
+        from vitlab.config import Config
+
+        cfg = Config.from_dict(raw["config"], origin=f"{path} config").model
+        return Pretrained(cfg, raw["model"], tuple(raw["mean"]), tuple(raw["std"]), str(path))
+    state = _state_dict(raw, path)
     if any(k.startswith(("vit.", "embeddings.")) for k in state):
         raise VitlabError(f"--weights {path}: a Hugging Face checkpoint; pass its directory (with config.json) instead")
     return _from_timm_state(state, heads, source=str(path))
 
 
-def _from_vitlab(path: Path) -> Pretrained | None:
-    """A checkpoint written by ``vitlab train`` or ``vitlab export`` (None for any other file)."""
-    from vitlab.config import Config
-    from vitlab.train.checkpoint import read_checkpoint
+def _read_weights_file(path: Path) -> dict[str, Any]:
+    """A torch or safetensors file read once, safely (no code can run); a vitlab export comes back as a checkpoint."""
+    if path.suffix != ".safetensors":
+        raw = safe_torch_load(path)  # weights_only
+        if not isinstance(raw, dict):
+            raise VitlabError(f"--weights {path}: expected a state dict of tensors")
+        return raw
+    from safetensors import SafetensorError, safe_open
+
+    from vitlab.export import SAFETENSORS_FORMAT, read_safetensors
 
     try:
-        ckpt = read_checkpoint(path)
-    except VitlabError:
-        return None
-    cfg = Config.from_dict(ckpt["config"], origin=f"{path} config").model
-    return Pretrained(cfg, ckpt["model"], tuple(ckpt["mean"]), tuple(ckpt["std"]), str(path))
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("format") == SAFETENSORS_FORMAT:
+                return read_safetensors(path)
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VitlabError(f"--weights {path}: not a readable safetensors file ({e})") from None
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise VitlabError(f"--weights {path}: not a readable safetensors file ({e})") from None
-    state = safe_torch_load(path)  # weights_only: a weights file cannot run code
+def _state_dict(raw: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    state = raw
     for key in ("state_dict", "model", "module"):  # training checkpoints that wrap the weights
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
+        if isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VitlabError(f"--weights {path}: expected a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -186,7 +190,7 @@ def _from_hf_dir(path: Path) -> Pretrained:
     weights = next((path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()), None)
     if weights is None:
         raise VitlabError(f"--weights {path}: no model.safetensors or pytorch_model.bin in the directory")
-    sd = {k.removeprefix("vit."): v for k, v in _read_state_dict(weights).items()}
+    sd = {k.removeprefix("vit."): v for k, v in _state_dict(_read_weights_file(weights), weights).items()}
     dim, depth = c["hidden_size"], c["num_hidden_layers"]
     patch, size = c["patch_size"], c["image_size"]
     has_head = "classifier.weight" in sd

@@ -99,10 +99,19 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.dim, cfg.dim) if cfg.attn_proj else nn.Identity()
         self.proj_drop = _dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
+        """(B, N, D) -> (B, N, D), or (B, 1, D) with ``cls_only``: the first token's output alone, which is all
+        the last block needs to give for a class-token head (its keys and values still come from every token)."""
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
+        if cls_only:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :1], w[:D], None if b is None else b[:D])  # (B, 1, D)
+            kv = F.linear(x, w[D:], None if b is None else b[D:])  # (B, N, 2D)
+            q = q.reshape(B, 1, self.heads, self.head_dim).transpose(1, 2)  # (B, h, 1, hd)
+            k, v = kv.reshape(B, N, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
         attn = None
         dropping = self.training and self.attn_drop > 0
         if return_attention or dropping:
@@ -112,7 +121,7 @@ class Attention(nn.Module):
             x = dropout(attn, self.attn_drop, self.training) @ v
         else:
             x = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        x = x.transpose(1, 2).reshape(B, N, D)  # heads back side by side
+        x = x.transpose(1, 2).reshape(B, q.shape[2], D)  # heads back side by side
         return self.proj_drop(self.proj(x)), (attn if return_attention else None)
 
 
@@ -133,8 +142,10 @@ class Block(nn.Module):
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        y, attn = self.attn(self.norm1(x), return_attention)
+    def forward(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
+        y, attn = self.attn(self.norm1(x), return_attention, cls_only)
+        if cls_only:
+            x = x[:, :1]  # (B, 1, D)
         x = x + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
@@ -181,13 +192,16 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False):
         """Images (B, C, H, W) -> normalised tokens (B, T, D), T = N (+1 with a class token), and the maps if asked."""
+        return self._encode(x, return_attention)
+
+    def _encode(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
         x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+N, D)
         x = self.pos_drop(x + self.pos_embed)
         maps: list[torch.Tensor] = []
-        for block in self.blocks:
-            x, attn = block(x, return_attention)
+        for i, block in enumerate(self.blocks):
+            x, attn = block(x, return_attention, cls_only and i == len(self.blocks) - 1)
             if return_attention:
                 maps.append(attn)
         x = self.norm(x)
@@ -209,7 +223,9 @@ class VisionTransformer(nn.Module):
         if return_attention:
             x, maps = self.forward_features(x, return_attention=True)
             return self.forward_head(x), maps
-        return self.forward_head(self.forward_features(x))
+        # A class-token head reads one token: the last block computes that token alone (the same logits,
+        # without the other tokens' final attention outputs and MLPs, which nothing would read).
+        return self.forward_head(self._encode(x, cls_only=self.cfg.pool == "cls"))
 
     @property
     def num_params(self) -> int:

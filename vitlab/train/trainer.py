@@ -172,7 +172,7 @@ class Run:
             # augmentation and dropout streams start afresh.
             print(f"vitlab: the run was saved by {len(ranks)} process(es) and continues on {self.world.size}; "
                   "augmentation and dropout draw new random streams")
-            torch.manual_seed(self.cfg.train.seed + self.epoch * 7919 + self.world.rank)
+            torch.manual_seed(self.cfg.train.seed + self.step + self.world.rank)
             self.aug_gen.manual_seed(self._aug_seed() + self.step)
             return
         mine = ranks[self.world.rank]
