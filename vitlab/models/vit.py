@@ -103,15 +103,16 @@ class Attention(nn.Module):
         """(B, N, D) -> (B, N, D), or (B, 1, D) with ``cls_only``: the first token's output alone, which is all
         the last block needs to give for a class-token head (its keys and values still come from every token)."""
         B, N, D = x.shape
-        if cls_only:
-            w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, :1], w[:D], None if b is None else b[:D])  # (B, 1, D)
-            kv = F.linear(x, w[D:], None if b is None else b[D:])  # (B, N, 2D)
-            q = q.reshape(B, 1, self.heads, self.head_dim).transpose(1, 2)  # (B, h, 1, hd)
-            k, v = kv.reshape(B, N, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        else:
-            qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
+        # The fused q|k|v weight used as three matmuls on its thirds rather than one matmul split afterwards:
+        # each result is then viewed (B, h, T, hd) without a copy, and no pass re-lays out activations.
+        ws = self.qkv.weight.split(D)
+        bs = self.qkv.bias.split(D) if self.qkv.bias is not None else (None, None, None)
+
+        def heads(i: int, tokens: torch.Tensor) -> torch.Tensor:
+            return F.linear(tokens, ws[i], bs[i]).view(B, -1, self.heads, self.head_dim).transpose(1, 2)
+
+        q = heads(0, x[:, :1] if cls_only else x)  # (B, h, 1 or N, hd)
+        k, v = heads(1, x), heads(2, x)
         attn = None
         dropping = self.training and self.attn_drop > 0
         if return_attention or dropping:
