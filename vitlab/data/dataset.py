@@ -136,8 +136,9 @@ def _storage_text(data: ImageData, cfg: DataConfig) -> str:
     mb = sum(s.images.shape[0] for s in splits) * 3 * size * size / 1e6
     if data.storage == "disk":
         workers = data.train.images.workers
-        return (f"streamed from disk, decoded at {size} px by {workers} DataLoader worker processes "
-                f"(decoded, {mb:,.0f} MB would exceed data.memory_share={cfg.memory_share:g} of RAM, or data.storage=disk)")
+        why = ("data.storage=disk" if cfg.storage == "disk"
+               else f"decoded, {mb:,.0f} MB would exceed data.memory_share={cfg.memory_share:g} of the RAM")
+        return f"streamed from disk, decoded at {size} px by {workers} DataLoader worker processes ({why})"
     return f"held in memory as uint8 at {size} px ({mb:,.0f} MB), augmented in batches on the device"
 
 

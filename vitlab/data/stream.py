@@ -42,7 +42,9 @@ class _Scan(_Files):
             img = read_image(self.files[i], self.size)
         except ImageError as e:
             return str(e)
-        return image_channel_sums(img[None])
+        sums, squares = image_channel_sums(img[None])
+        # Plain floats, not tensors: tensors would travel through shared memory, one open file each.
+        return sums[0].tolist(), squares[0].tolist()
 
 
 def image_channel_sums(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +67,8 @@ def scan_files(files: Sequence[Path], size: int, workers: int, desc: str):
             kept.append(i)
             sums.append(res[0])
             squares.append(res[1])
-    empty = torch.zeros(0, 3, dtype=torch.float64)
-    return kept, skipped, torch.cat(sums) if sums else empty, torch.cat(squares) if squares else empty
+    return (kept, skipped, torch.tensor(sums, dtype=torch.float64).reshape(-1, 3),
+            torch.tensor(squares, dtype=torch.float64).reshape(-1, 3))
 
 
 class FileImages:
