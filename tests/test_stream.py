@@ -63,3 +63,19 @@ def test_unreadable_files_are_skipped_and_listed_when_streaming(small_cifar, tmp
     with pytest.raises(Exception, match="broken.jpg"):
         load_data(DataConfig(source=str(root), storage="disk", strict=True, cache_dir=str(tmp_path / "c2")),
                   32, seed=0, verbose=False)
+
+
+def test_scanning_more_files_than_the_open_file_limit(cifar_root):
+    """The scan's results must not hold one shared-memory file per image (60,000 images broke it once)."""
+    import resource
+
+    from vitlab.data.stream import scan_files
+
+    files = sorted((cifar_root / "test").rglob("*.jpg"))[:3000]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        kept, skipped, sums, squares = scan_files(files, 32, 2, "scan")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert kept == list(range(3000)) and not skipped and sums.shape == squares.shape == (3000, 3)
