@@ -105,8 +105,9 @@ class Attention(nn.Module):
         B, N, D = x.shape
         # The fused q|k|v weight used as three matmuls on its thirds rather than one matmul split afterwards:
         # each result is then viewed (B, h, T, hd) without a copy, and no pass re-lays out activations.
-        ws = self.qkv.weight.split(D)
-        bs = self.qkv.bias.split(D) if self.qkv.bias is not None else (None, None, None)
+        dim = self.heads * self.head_dim  # a constant, not x's traced shape (keeps torch.jit.trace exact)
+        ws = self.qkv.weight.split(dim)
+        bs = self.qkv.bias.split(dim) if self.qkv.bias is not None else (None, None, None)
 
         def heads(i: int, tokens: torch.Tensor) -> torch.Tensor:
             return F.linear(tokens, ws[i], bs[i]).view(B, -1, self.heads, self.head_dim).transpose(1, 2)
