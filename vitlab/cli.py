@@ -135,6 +135,26 @@ def _version() -> str:
     return __version__
 
 
+def apply_overrides(cfg: Config, flags: dict[str, object], sets: list[str]) -> Config:
+    """The flags that were given (not None), then every --set KEY=VALUE, onto ``cfg``."""
+    for key, value in flags.items():
+        if value is not None:
+            set_value(cfg, key, value)
+    for key, value in parse_set(sets):
+        set_value(cfg, key, value)
+    return cfg
+
+
+def train_and_report(cfg: Config, run_dir: Path, *, resume: bool, report: bool) -> None:
+    from vitlab.train.trainer import train
+
+    summary = train(cfg, run_dir, resume=resume)
+    if summary is not None and report:  # None: a torchrun rank other than 0
+        from vitlab.analysis.report import build_report
+
+        print(f"report: {build_report(run_dir, device=cfg.train.device)}")
+
+
 def train_config(args: argparse.Namespace) -> Config:
     """Defaults -> --config YAML -> --model -> flags -> --set (later wins)."""
     cfg = Config()
@@ -147,16 +167,11 @@ def train_config(args: argparse.Namespace) -> Config:
         "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
         "train.device": args.device, "data.balanced": True if args.balanced else None,
     }
-    for key, value in flags.items():
-        if value is not None:
-            set_value(cfg, key, value)
-    for key, value in parse_set(args.set):
-        set_value(cfg, key, value)
-    return cfg
+    return apply_overrides(cfg, flags, args.set)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vitlab.train.trainer import resume_checkpoint, train
+    from vitlab.train.trainer import resume_checkpoint
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -170,11 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
         run_dir, cfg = Path(args.out), train_config(args)
-    summary = train(cfg, run_dir, resume=bool(args.resume))
-    if summary is not None and not args.no_report:  # None: a torchrun rank other than 0
-        from vitlab.analysis.report import build_report
-
-        print(f"report: {build_report(run_dir, device=cfg.train.device)}")
+    train_and_report(cfg, run_dir, resume=bool(args.resume), report=not args.no_report)
     return 0
 
 
@@ -207,26 +218,15 @@ def finetune_config(args: argparse.Namespace) -> Config:
         "train.seed": args.seed, "train.device": args.device, "train.init_weights": args.weights,
         "train.freeze_backbone": True if args.freeze_backbone else None,
     }
-    for key, value in flags.items():
-        if value is not None:
-            set_value(cfg, key, value)
-    for key, value in parse_set(args.set):
-        set_value(cfg, key, value)
-    return cfg
+    return apply_overrides(cfg, flags, args.set)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from vitlab.train.trainer import train
-
     cfg = finetune_config(args)
     print(f"weights: {args.weights}: ViT dim {cfg.model.dim}, depth {cfg.model.depth}, heads {cfg.model.heads}, "
           f"patch {cfg.model.patch_size}, training at {cfg.model.img_size} px"
           f"{', backbone frozen (linear probe)' if cfg.train.freeze_backbone else ''}")
-    summary = train(cfg, Path(args.out))
-    if summary is not None and not args.no_report:
-        from vitlab.analysis.report import build_report
-
-        print(f"report: {build_report(Path(args.out), device=cfg.train.device)}")
+    train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report)
     return 0
 
 
