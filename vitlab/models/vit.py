@@ -11,7 +11,8 @@ sequence or mean pooling instead of the class token, and stochastic depth (``Mod
 Where this differs from the seed, and why:
 - Attention is scaled by 1/sqrt(head_dim) as in "Attention Is All You Need"; the seed divides by sqrt(dim),
   which flattens every head's softmax. ``attn_scale="seed"`` restores the seed's scaling.
-- q, k and v come from one fused linear layer (same maths as the seed's three, one matmul instead of three).
+- q, k and v share one fused weight (``qkv``, timm's layout) used as three matmuls on its thirds, so each
+  result is viewed per head without copying activations (the seed has three separate layers: the same maths).
 - Weights start from a truncated normal (std 0.02, as timm and big_vision do) rather than the seed's
   ``torch.randn`` class token and position embedding, whose unit scale swamps the patch embeddings.
 """
@@ -102,7 +103,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
         """(B, N, D) -> (B, N, D), or (B, 1, D) with ``cls_only``: the first token's output alone, which is all
         the last block needs to give for a class-token head (its keys and values still come from every token)."""
-        B, N, D = x.shape
+        B, _, D = x.shape
         # The fused q|k|v weight used as three matmuls on its thirds rather than one matmul split afterwards:
         # each result is then viewed (B, h, T, hd) without a copy, and no pass re-lays out activations.
         dim = self.heads * self.head_dim  # a constant, not x's traced shape (keeps torch.jit.trace exact)
