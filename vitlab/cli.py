@@ -8,10 +8,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.models.presets import available_presets, preset_config
+
+if TYPE_CHECKING:
+    from vitlab.models.pretrained import Pretrained
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -145,10 +149,11 @@ def apply_overrides(cfg: Config, flags: dict[str, object], sets: list[str]) -> C
     return cfg
 
 
-def train_and_report(cfg: Config, run_dir: Path, *, resume: bool, report: bool) -> None:
+def train_and_report(cfg: Config, run_dir: Path, *, resume: bool, report: bool,
+                     pretrained: Pretrained | None = None) -> None:
     from vitlab.train.trainer import train
 
-    summary = train(cfg, run_dir, resume=resume)
+    summary = train(cfg, run_dir, resume=resume, pretrained=pretrained)
     if summary is not None and report:  # None: a torchrun rank other than 0
         from vitlab.analysis.report import build_report
 
@@ -195,8 +200,9 @@ FINETUNE_RECIPE = {"train.optimizer": "sgd", "train.momentum": 0.9, "train.weigh
                    "train.schedule": "cosine", "train.warmup": 0.05, "train.lr": 0.01, "train.label_smoothing": 0.0}
 
 
-def finetune_config(args: argparse.Namespace) -> Config:
-    """The weights' architecture -> the fine-tuning recipe -> flags -> --set (later wins)."""
+def finetune_config(args: argparse.Namespace) -> tuple[Config, Pretrained]:
+    """(config, the loaded weights, read once). Config: the weights' architecture -> the fine-tuning recipe ->
+    flags -> --set (later wins)."""
     from vitlab.models.pretrained import load_pretrained
 
     heads = preset_config(args.model).heads if args.model else None
@@ -218,15 +224,15 @@ def finetune_config(args: argparse.Namespace) -> Config:
         "train.seed": args.seed, "train.device": args.device, "train.init_weights": args.weights,
         "train.freeze_backbone": True if args.freeze_backbone else None,
     }
-    return apply_overrides(cfg, flags, args.set)
+    return apply_overrides(cfg, flags, args.set), pre
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    cfg = finetune_config(args)
+    cfg, pre = finetune_config(args)
     print(f"weights: {args.weights}: ViT dim {cfg.model.dim}, depth {cfg.model.depth}, heads {cfg.model.heads}, "
           f"patch {cfg.model.patch_size}, training at {cfg.model.img_size} px"
           f"{', backbone frozen (linear probe)' if cfg.train.freeze_backbone else ''}")
-    train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report)
+    train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report, pretrained=pre)
     return 0
 
 

@@ -23,7 +23,7 @@ from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, iterate_batches, load_data, place_images
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
-from vitlab.models.pretrained import apply_pretrained, load_pretrained
+from vitlab.models.pretrained import Pretrained, apply_pretrained, load_pretrained
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
 from vitlab.train.distributed import (
@@ -71,11 +71,11 @@ class Run:
     """State of one training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
     def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device, world: World = World(),
-                 *, fresh: bool = True):
+                 *, fresh: bool = True, pretrained: Pretrained | None = None):
         self.cfg, self.out, self.data, self.device, self.world = cfg, out, data, device, world
         self.model = VisionTransformer(cfg.model)
         if fresh and cfg.train.init_weights:  # a resumed run takes every weight from its checkpoint instead
-            apply_pretrained(self.model, load_pretrained(cfg.train.init_weights, heads=cfg.model.heads))
+            apply_pretrained(self.model, pretrained or load_pretrained(cfg.train.init_weights, heads=cfg.model.heads))
         if cfg.train.freeze_backbone:
             for name, param in self.model.named_parameters():
                 param.requires_grad_(name.startswith("head."))
@@ -298,10 +298,11 @@ class Run:
         save_checkpoint(last, self.model, self.cfg, meta)
 
 
-def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any] | None:
+def train(cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretrained | None = None) -> dict[str, Any] | None:
     """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary.
 
     Launched by ``torchrun``, every rank calls this; rank 0 returns the summary, the others None.
+    ``pretrained``: the weights ``cfg.train.init_weights`` names, when the caller has already read them.
     """
     out = Path(out)
     world = world_from_env()
@@ -313,12 +314,13 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, Any] | N
     if world.distributed:
         device = init_process_group(world, device)
     try:
-        return _train(cfg, out, ckpt, device, world)
+        return _train(cfg, out, ckpt, device, world, pretrained)
     finally:
         destroy_process_group()
 
 
-def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.device, world: World) -> dict[str, Any] | None:
+def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.device, world: World,
+           pretrained: Pretrained | None) -> dict[str, Any] | None:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -328,7 +330,7 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
     if ckpt is not None and ckpt["classes"] != data.classes:
         raise VitlabError(f"--resume {out}: the data's classes {data.classes} differ from the run's {ckpt['classes']}")
     cfg.model.num_classes = len(data.classes)
-    run = Run(cfg, out, data, device, world, fresh=ckpt is None)
+    run = Run(cfg, out, data, device, world, fresh=ckpt is None, pretrained=pretrained)
     if world.distributed:
         torch.manual_seed(cfg.train.seed + world.rank)  # after the shared initialisation: own dropout masks
     if ckpt is not None:
