@@ -173,3 +173,18 @@ def test_console_entry_points(tmp_path):
     assert res.returncode == 2 and "none.pt: file not found" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run(["vitlab", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout
+
+
+def test_overwrite_replaces_a_run_and_keeps_other_files(small_cifar, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--data", str(small_cifar), "--epochs", "2", "--out", str(out), *FAST]
+    assert main(args) == 0
+    (out / "notes.txt").write_text("mine")
+    before = (out / "best.pt").read_bytes()
+    assert "--overwrite" in error_of(capsys, args)  # refused without it, nothing touched
+    assert (out / "best.pt").read_bytes() == before
+    assert "--resume" in error_of(capsys, ["train", "--resume", str(out), "--overwrite"])
+    assert main([*args[:3], "--epochs", "1", *args[5:], "--overwrite"]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]  # the old run's epochs are gone, not appended to
+    assert (out / "notes.txt").read_text() == "mine"

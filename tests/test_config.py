@@ -67,7 +67,7 @@ def test_round_trip_through_dict():
         ("train.batch_size", -1, "train.batch_size"),
         ("train.time_budget", 0, "--time-budget"),
         ("model.heads", 3, "does not divide model.dim"),
-        ("train.optimizer", "lion", "adamw, adam or sgd"),
+        ("train.optimizer", "lion", "adamw, adam, sgd or muon"),
     ],
 )
 def test_validate_names_the_option(key, value, match):

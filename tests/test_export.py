@@ -76,3 +76,73 @@ def test_torchscript_export_matches_pytorch(tmp_path):
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
+
+
+def _paper_checkpoint(tmp_path, **overrides):
+    torch.manual_seed(0)
+    model = create_model("vit-ti/4", num_classes=3, depth=2, **overrides).eval()
+    with torch.no_grad():  # non-trivial values everywhere, the head included
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
+                    {"classes": ["cat", "dog", "=cmd"], "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]})
+    return model
+
+
+def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path):
+    from transformers import ViTForImageClassification
+
+    model = _paper_checkpoint(tmp_path)
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"test_acc": 0.8123, "test_n": 10000, "val_acc": 0.8, "train_seconds": 600.0, "epochs": 5.9, "device": "cpu",
+         "tta": "none"}))
+    out = tmp_path / "hf"
+    assert main(["export", str(tmp_path / "m.pt"), "--format", "hf", "--out", str(out)]) == 0
+    hf = ViTForImageClassification.from_pretrained(out).eval()
+    assert hf.config.id2label == {0: "cat", 1: "dog", 2: "=cmd"}
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(hf(pixel_values=x).logits, model(x), atol=1e-4)
+    assert "81.23%" in (out / "README.md").read_text()
+    assert json.loads((out / "preprocessor_config.json").read_text())["image_mean"] == [0.4, 0.5, 0.6]
+    # ... and back into vitlab through the importer: the same logits again
+    from vitlab.models.pretrained import apply_pretrained, load_pretrained
+
+    back = load_pretrained(str(out))
+    assert back.mean == (0.4, 0.5, 0.6)
+    rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps).eval()
+    rebuilt.load_state_dict(back.state)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_timm_export_builds_the_same_model_in_timm(tmp_path, pool):
+    from vitlab.interop import timm_model
+
+    model = _paper_checkpoint(tmp_path, pool=pool)
+    out = tmp_path / "m-timm.safetensors"
+    assert main(["export", str(tmp_path / "m.pt"), "--format", "timm", "--out", str(out)]) == 0
+    theirs = timm_model(str(out))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(theirs(x), model(x), atol=1e-4)
+    if pool == "cls":  # timm -> vitlab through the importer
+        from vitlab.models.pretrained import load_pretrained
+
+        back = load_pretrained(str(out), heads=model.cfg.heads)
+        rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps).eval()
+        rebuilt.load_state_dict(back.state)
+        with torch.no_grad():
+            assert torch.allclose(rebuilt(x), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "timm"])
+@pytest.mark.parametrize("preset,why", [("seed", "no attention output projection"), ("hybrid", "conv stem"),
+                                        ("air-s", "whiten stem")])
+def test_hub_export_refuses_other_layouts_in_one_line(tmp_path, capsys, fmt, preset, why):
+    model = create_model(preset, num_classes=2, depth=1)
+    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": list("ab"), "mean": [0.5] * 3, "std": [0.2] * 3})
+    assert main(["export", str(tmp_path / "m.pt"), "--format", fmt, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert why in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

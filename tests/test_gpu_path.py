@@ -15,7 +15,7 @@ def test_bf16_autocast_step_gives_fp32_loss_and_gradients():
     torch.manual_seed(0)
     model = create_model("seed", depth=2)
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
-    loss, _ = forward_backward(model, x, y, micro_batch=4, bf16=True)
+    loss, _ = forward_backward(model, x, y, micro_batch=4, precision="bf16")
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
     model.zero_grad()

@@ -26,8 +26,13 @@ def reference(small_cifar, tmp_path_factory):
     return read_checkpoint(out / "last.pt")
 
 
-def start(small_cifar, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vitlab", "train", "--data", str(small_cifar), "--out", str(out), *ARGS],
+# A model with batch norm (the whitened stem of air-s): its running statistics must resume exactly too.
+AIR_ARGS = ["--model", "air-s", "--set", "model.depth=1", "--set", "model.stem_channels=8", "--set", "model.dim=32",
+            "--set", "model.bn_group=32", *ARGS[4:]]
+
+
+def start(small_cifar, out: Path, args: list[str] = ARGS) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vitlab", "train", "--data", str(small_cifar), "--out", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -89,6 +94,22 @@ def test_sigint_saves_and_exits_then_resumes_exactly(reference, small_cifar, tmp
     assert "SIGINT" in err and "--resume" in err and "Traceback" not in err
     state = read_checkpoint(out / "last.pt")
     assert 2 <= state["step"] < 18
+    assert main(["train", "--resume", str(out), "--no-report"]) == 0
+    final = read_checkpoint(out / "last.pt")
+    assert all(torch.equal(final["model"][k], reference["model"][k]) for k in reference["model"])
+
+
+def test_batch_norm_model_resumes_bit_identical(small_cifar, tmp_path):
+    ref = tmp_path / "ref"
+    assert main(["train", "--data", str(small_cifar), "--out", str(ref), *AIR_ARGS]) == 0
+    reference = read_checkpoint(ref / "last.pt")
+    assert any("running_mean" in k for k in reference["model"])
+    out = tmp_path / "r"
+    proc = start(small_cifar, out, AIR_ARGS)
+    wait_for(lambda: (out / "prev.pt").exists(), proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130 and read_checkpoint(out / "last.pt")["step"] < reference["step"]
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     final = read_checkpoint(out / "last.pt")
     assert all(torch.equal(final["model"][k], reference["model"][k]) for k in reference["model"])

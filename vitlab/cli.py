@@ -36,6 +36,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set model.dim=256 --set train.label_smoothing=0.1")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (vitlab report makes it later)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (otherwise refused)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log the metrics to TensorBoard in RUN_DIR/tensorboard (pip install 'vitlab[tensorboard]')")
 
 
 def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +61,9 @@ def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (otherwise refused)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log the metrics to TensorBoard in RUN_DIR/tensorboard (pip install 'vitlab[tensorboard]')")
 
 
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +71,9 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", help="data source (default: the one the checkpoint was trained on)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--tta", choices=("none", "flip", "full"), default=None,
+                   help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
+                        "one pixel each way (full: 6 views); default: the run's train.tta")
     p.add_argument("--batch-size", type=int, default=0, help="images per inference pass (default: automatic)")
     p.add_argument("--device", default="auto")
 
@@ -75,6 +84,9 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
     p.add_argument("--out", help="CSV file to write (default: print the CSV)")
     p.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most likely labels")
+    p.add_argument("--tta", choices=("none", "flip", "full"), default=None,
+                   help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
+                        "one pixel each way (full: 6 views); default: the run's train.tta")
     p.add_argument("--batch-size", type=int, default=0, help="images per inference pass (default: automatic)")
     p.add_argument("--device", default="auto")
 
@@ -86,6 +98,9 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extra-test", action="append", default=[], metavar="NAME=PATH",
                    help="another test set: an ImageFolder split of photos of any size (repeatable)")
     p.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE (default %(default)s)")
+    p.add_argument("--tta", choices=("none", "flip", "full"), default=None,
+                   help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
+                        "one pixel each way (full: 6 views); default: the run's train.tta")
     p.add_argument("--device", default="auto")
 
 
@@ -102,8 +117,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--format", default="safetensors",
                    help="safetensors (weights + config metadata, the default), onnx (dynamic batch, for onnxruntime), "
-                        "torchscript (traced; deprecated by PyTorch)")
-    p.add_argument("--out", required=True, help="file to write")
+                        "torchscript (traced; deprecated by PyTorch), hf (a Hugging Face transformers folder), "
+                        "timm (a timm state dict with its create_model arguments)")
+    p.add_argument("--out", required=True, help="file to write (a folder for --format hf)")
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -150,10 +166,10 @@ def apply_overrides(cfg: Config, flags: dict[str, object], sets: list[str]) -> C
 
 
 def train_and_report(cfg: Config, run_dir: Path, *, resume: bool, report: bool,
-                     pretrained: Pretrained | None = None) -> None:
+                     pretrained: Pretrained | None = None, overwrite: bool = False) -> None:
     from vitlab.train.trainer import train
 
-    summary = train(cfg, run_dir, resume=resume, pretrained=pretrained)
+    summary = train(cfg, run_dir, resume=resume, pretrained=pretrained, overwrite=overwrite)
     if summary is not None and report:  # None: a torchrun rank other than 0
         from vitlab.analysis.report import build_report
 
@@ -171,6 +187,7 @@ def train_config(args: argparse.Namespace) -> Config:
         "data.source": args.data, "train.epochs": args.epochs, "train.time_budget": args.time_budget,
         "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
         "train.device": args.device, "data.balanced": True if args.balanced else None,
+        "train.tensorboard": True if args.tensorboard else None,
     }
     return apply_overrides(cfg, flags, args.set)
 
@@ -190,7 +207,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise VitlabError("--out: a run folder is required (or --resume RUN_DIR to continue a run)")
         run_dir, cfg = Path(args.out), train_config(args)
-    train_and_report(cfg, run_dir, resume=bool(args.resume), report=not args.no_report)
+    if args.resume and args.overwrite:
+        raise VitlabError("--overwrite: cannot be combined with --resume (one continues the run, the other replaces it)")
+    train_and_report(cfg, run_dir, resume=bool(args.resume), report=not args.no_report, overwrite=args.overwrite)
     return 0
 
 
@@ -223,6 +242,7 @@ def finetune_config(args: argparse.Namespace) -> tuple[Config, Pretrained]:
         "train.time_budget": args.time_budget, "train.batch_size": args.batch_size, "train.lr": args.lr,
         "train.seed": args.seed, "train.device": args.device, "train.init_weights": args.weights,
         "train.freeze_backbone": True if args.freeze_backbone else None,
+        "train.tensorboard": True if args.tensorboard else None,
     }
     return apply_overrides(cfg, flags, args.set), pre
 
@@ -232,7 +252,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"weights: {args.weights}: ViT dim {cfg.model.dim}, depth {cfg.model.depth}, heads {cfg.model.heads}, "
           f"patch {cfg.model.patch_size}, training at {cfg.model.img_size} px"
           f"{', backbone frozen (linear probe)' if cfg.train.freeze_backbone else ''}")
-    train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report, pretrained=pre)
+    train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report, pretrained=pre,
+                     overwrite=args.overwrite)
     return 0
 
 
@@ -259,8 +280,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if split is None:
         raise VitlabError(f"--split {args.split}: {data_cfg.source} has no validation split (data.val_fraction is 0)")
     transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=device)
-    result = evaluate(model, split, transform, infer_chunk_size(args.batch_size, device), device)
-    print(f"{args.split}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on {result['n']} images")
+    tta = args.tta or cfg.train.tta
+    result = evaluate(model, split, transform, infer_chunk_size(args.batch_size, device), device, tta)
+    views = f" ({tta} test-time augmentation)" if tta != "none" else ""
+    print(f"{args.split}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on {result['n']} images{views}")
     print(json.dumps(result))
     return 0
 
@@ -270,7 +293,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from vitlab.train.trainer import resolve_device
 
     predict(args.checkpoint, args.paths, out=args.out, top_k=args.top_k, batch_size=args.batch_size,
-            device=str(resolve_device(args.device)))
+            device=str(resolve_device(args.device)), tta=args.tta)
     return 0
 
 
@@ -280,7 +303,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.tsne_samples < 10:
         raise VitlabError(f"--tsne-samples: expected at least 10, got {args.tsne_samples}")
     path = build_report(args.run_dir, data=args.data, extra_tests=args.extra_test,
-                        tsne_samples=args.tsne_samples, device=args.device)
+                        tsne_samples=args.tsne_samples, device=args.device, tta=args.tta)
     print(f"report: {path}")
     return 0
 

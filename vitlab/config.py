@@ -44,8 +44,13 @@ class ModelConfig:
     # Tokenizer. "linear": the seed's projection of flattened patches. "conv": a hybrid stem (ViT paper 3.1,
     # Compact Transformers): log2(patch_size) stages of 3x3 conv + ReLU + stride-2 max-pool, the last stage
     # producing dim channels, so the token grid is still img_size / patch_size.
+    # "whiten": a frozen 2x2 patch-whitening conv fitted to the training data, then 3x3 conv + batch norm + GELU
+    # stages (stem_channels, then twice that) down to a (img_size-1)/4 grid (airbench / CCT; patch_size 4).
     stem: str = "linear"
     stem_channels: int = 64
+    # Images per batch-norm group of the "whiten" stem (ghost batch norm): fixed so that CPU micro-batches, a GPU's
+    # whole batch and every torchrun rank normalise the same images together.
+    bn_group: int = 64
     # What the head reads: "cls" (class token), "seq" (CCT's attention-weighted sequence pooling), "mean".
     pool: str = "cls"
     # Stochastic depth: probability of skipping the last block's residual branches, rising linearly from 0.
@@ -65,7 +70,12 @@ class DataConfig:
     val_fraction: float = 0.1
     val_max: int = 5000
     crop_padding: int = 4
+    # What the random crop's padding holds: "zeros", or "reflect" (the image mirrored at its border).
+    crop_mode: str = "zeros"
     hflip: bool = True
+    # "random": each image mirrored with probability 1/2 every epoch; "alternate": a random side for each image in
+    # the first epoch, then the other side every other epoch (airbench).
+    flip_mode: str = "random"
     # "none", "trivialaugment" or "randaugment" (torchvision's policies, applied to each training image).
     auto_augment: str = "none"
     # Probability of erasing a random rectangle of each training image (0: off).
@@ -100,11 +110,12 @@ class TrainConfig:
     micro_batch: int = 0
     # Images per inference pass; 0: 32 on a CPU, 1024 on a GPU.
     eval_batch_size: int = 0
-    optimizer: str = "adamw"  # adamw | adam | sgd
+    # adamw | adam | sgd | muon (torch's Muon for the encoder blocks' matrices, AdamW for the rest; uses momentum)
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.05
     momentum: float = 0.9
-    schedule: str = "cosine"  # cosine (linear warm-up then cosine) | onecycle | constant
+    schedule: str = "cosine"  # cosine (linear warm-up then cosine) | linear (warm-up, then linear to 0) | onecycle | constant
     warmup: float = 0.05  # share of training spent warming up
     label_smoothing: float = 0.0
     # Batch mixing with soft targets (torchvision.transforms.v2): Beta(alpha, alpha) of mixup and of cutmix;
@@ -115,12 +126,23 @@ class TrainConfig:
     # tested and saved as best.pt. 0 turns it off.
     ema: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    # Test-time augmentation of the final test number and the report: none | flip | full (flip x 1-px shifts).
+    tta: str = "none"
     seed: int = 0
     # Also refresh last.pt mid-epoch after this many seconds of training (0: only at the end of each epoch).
     checkpoint_every: float = 300.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # "fp32", or "bf16": the training forward pass under bfloat16 autocast (for GPUs; it also runs on a CPU).
+    # "fp32"; "bf16": the training forward pass under bfloat16 autocast; "auto": a few timed steps of each at the
+    # start (counted in the time budget) pick the faster on this machine, and the choice is saved in the config.
+    # "fp16": float16 autocast with a gradient scaler (for GPUs without bf16, e.g. T4/V100).
     precision: str = "fp32"
+    # Recompute each block's activations in the backward pass instead of keeping them (less memory, ~1/3 more compute).
+    grad_checkpointing: bool = False
+    # Per-class loss weights for imbalanced data: none | balanced (n / (classes * n_class)) | a JSON file with one
+    # weight per class (a list, or {class name: weight}). --balanced resamples instead; use one or the other.
+    class_weights: str = "none"
+    # Also log metrics.jsonl's fields to TensorBoard in RUN_DIR/tensorboard (pip install 'vitlab[tensorboard]').
+    tensorboard: bool = False
     # torch.compile the training model (an option for GPUs: it did not speed this model up on the 2-core CPU).
     compile: bool = False
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default (all cores)
@@ -270,15 +292,24 @@ def validate(cfg: Config) -> None:
             raise VitlabError(f"{key}: expected 0 (automatic) or a positive integer, got {v}")
     if t.lr <= 0:
         raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
-    if m.stem not in ("linear", "conv"):
-        raise VitlabError(f"model.stem: expected 'linear' or 'conv', got {m.stem!r}")
+    if m.stem not in ("linear", "conv", "whiten"):
+        raise VitlabError(f"model.stem: expected linear, conv or whiten, got {m.stem!r}")
+    if m.stem == "whiten" and m.patch_size != 4:
+        raise VitlabError(f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
+                          f"set 4, got {m.patch_size}")
+    if m.stem == "whiten" and m.img_size < 9:
+        raise VitlabError(f"model.img_size: the whiten stem needs at least 9 px, got {m.img_size}")
+    if m.bn_group < 2:
+        raise VitlabError(f"model.bn_group: expected at least 2 images per batch-norm group, got {m.bn_group}")
+    if m.stem_channels <= 0:
+        raise VitlabError(f"model.stem_channels: expected a positive integer, got {m.stem_channels}")
     if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
         raise VitlabError(f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}")
     if m.pool not in ("cls", "seq", "mean"):
         raise VitlabError(f"model.pool: expected cls, seq or mean, got {m.pool!r}")
     if not 0.0 <= m.drop_path < 1.0:
         raise VitlabError(f"model.drop_path: expected a rate in [0, 1), got {m.drop_path}")
-    if m.img_size % m.patch_size:
+    if m.img_size % m.patch_size and m.stem != "whiten":
         raise VitlabError(
             f"model.patch_size: {m.patch_size} does not divide model.img_size {m.img_size}"
         )
@@ -288,12 +319,20 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"model.dropout: expected a rate in [0, 1), got {m.dropout}")
     if m.attn_scale not in ("head_dim", "seed"):
         raise VitlabError(f"model.attn_scale: expected 'head_dim' or 'seed', got {m.attn_scale!r}")
-    if t.optimizer not in ("adamw", "adam", "sgd"):
-        raise VitlabError(f"train.optimizer: expected adamw, adam or sgd, got {t.optimizer!r}")
-    if t.schedule not in ("cosine", "onecycle", "constant"):
-        raise VitlabError(f"train.schedule: expected cosine, onecycle or constant, got {t.schedule!r}")
-    if t.precision not in ("fp32", "bf16"):
-        raise VitlabError(f"train.precision: expected fp32 or bf16, got {t.precision!r}")
+    if t.optimizer not in ("adamw", "adam", "sgd", "muon"):
+        raise VitlabError(f"train.optimizer: expected adamw, adam, sgd or muon, got {t.optimizer!r}")
+    if t.schedule not in ("cosine", "linear", "onecycle", "constant"):
+        raise VitlabError(f"train.schedule: expected cosine, linear, onecycle or constant, got {t.schedule!r}")
+    if t.precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise VitlabError(f"train.precision: expected fp32, bf16, fp16 or auto, got {t.precision!r}")
+    if t.optimizer == "muon" and t.freeze_backbone:
+        raise VitlabError("train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
+                          "freezes; use adamw or sgd for a linear probe")
+    if t.class_weights not in ("none", "balanced") and not Path(t.class_weights).is_file():
+        raise VitlabError(f"train.class_weights: expected none, balanced or a JSON file, got {t.class_weights!r} "
+                          "(no such file)")
+    if t.tta not in ("none", "flip", "full"):
+        raise VitlabError(f"train.tta: expected none, flip or full, got {t.tta!r}")
     if t.mixup < 0 or t.cutmix < 0:
         raise VitlabError(f"train.mixup / train.cutmix: expected an alpha >= 0 (0 is off), got {t.mixup} / {t.cutmix}")
     if not 0.0 <= t.ema < 1.0:
@@ -321,5 +360,12 @@ def validate(cfg: Config) -> None:
         raise VitlabError(f"data.auto_augment: expected none, trivialaugment or randaugment, got {d.auto_augment!r}")
     if not 0.0 <= d.random_erasing <= 1.0:
         raise VitlabError(f"data.random_erasing: expected a probability in [0, 1], got {d.random_erasing}")
+    if d.flip_mode not in ("random", "alternate"):
+        raise VitlabError(f"data.flip_mode: expected random or alternate, got {d.flip_mode!r}")
+    if d.crop_mode not in ("zeros", "reflect"):
+        raise VitlabError(f"data.crop_mode: expected zeros or reflect, got {d.crop_mode!r}")
+    if d.crop_mode == "reflect" and d.crop_padding >= min(m.img_size, 32):
+        raise VitlabError(f"data.crop_padding: reflection padding must be smaller than the image "
+                          f"(under {min(m.img_size, 32)} px), got {d.crop_padding}")
     if d.crop_padding < 0:
         raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")

@@ -3,6 +3,8 @@
 - safetensors: the weights, with config, classes and normalisation as metadata (vitlab reads it back as a checkpoint).
 - onnx: the inference graph (images -> logits) with a dynamic batch size, via torch.export; runs in onnxruntime.
 - torchscript: a traced graph for C++/LibTorch users (PyTorch deprecates TorchScript; prefer onnx).
+- hf: a Hugging Face ``transformers`` ViT folder; timm: a timm ``vit_*`` state dict with its create_model
+  arguments (models with the paper's block layout; ``vitlab.interop``).
 
 Every file carries the class names and the normalisation a user needs to feed it: ONNX in its metadata_props,
 TorchScript as an extra file ``vitlab.json``.
@@ -24,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from vitlab.errors import VitlabError
-from vitlab.io import atomic_write_bytes
+from vitlab.io import atomic_write_bytes, atomic_write_text
 from vitlab.train.checkpoint import FORMAT, load_checkpoint
 
 SAFETENSORS_FORMAT = "vitlab-safetensors-v1"
@@ -105,7 +107,71 @@ def export_torchscript(checkpoint: str | Path, out: str | Path) -> Path:
     return out
 
 
-EXPORTERS = {"safetensors": export_safetensors, "onnx": export_onnx, "torchscript": export_torchscript}
+def _model_card(checkpoint: Path, meta: dict[str, Any]) -> str:
+    """README.md for a Hugging Face folder: data, recipe and the measured accuracy of the checkpoint's run."""
+    cfg = meta["config"]
+    summary_file = checkpoint.parent / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    if summary:  # the exported model alone, without the run's test-time augmentation
+        acc = summary.get("test_acc_no_tta", summary["test_acc"])
+        result = (f"Test accuracy **{acc:.2%}** on {summary['test_n']} images "
+                  f"(best validation {summary['val_acc']:.2%}), measured by `vitlab train` after "
+                  f"{summary['train_seconds']:.0f} s of training ({summary['epochs']:.1f} epochs) on {summary['device']}."
+                  if summary.get("val_acc") is not None else f"Test accuracy **{acc:.2%}**.")
+    else:
+        result = "No measured accuracy: the checkpoint's run folder has no summary.json."
+    t = cfg.train
+    return (f"---\nlibrary_name: transformers\ntags:\n- image-classification\n- vit\n- vitlab\n---\n\n"
+            f"# ViT (dim {cfg.model.dim}, depth {cfg.model.depth}, patch {cfg.model.patch_size}) trained with vitlab\n\n"
+            f"- Data: `{cfg.data.source}`, {len(meta['classes'])} classes: {', '.join(meta['classes'])}\n"
+            f"- Images: {cfg.model.img_size} px, normalised with mean {meta['mean']} and std {meta['std']} "
+            f"(see preprocessor_config.json)\n"
+            f"- Recipe: {t.optimizer}, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, "
+            f"{t.schedule} schedule, label smoothing {t.label_smoothing:g}, seed {t.seed}\n"
+            f"- Result: {result}\n\n"
+            "```python\nfrom transformers import ViTForImageClassification\n"
+            "model = ViTForImageClassification.from_pretrained(\"THIS_FOLDER\")\n```\n")
+
+
+def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
+    """A folder ``transformers.ViTForImageClassification.from_pretrained`` loads with the same logits: config.json
+    (with id2label), model.safetensors, preprocessor_config.json and a model card (README.md)."""
+    from vitlab.interop import to_hf
+
+    model, meta = load_checkpoint(checkpoint)
+    config, state = to_hf(meta["config"].model, model.state_dict(), meta["classes"])
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VitlabError(f"--out {out}: --format hf writes a folder, and this is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    size = meta["config"].model.img_size
+    preprocessor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": size, "width": size},
+                    "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                    "image_mean": meta["mean"], "image_std": meta["std"]}
+    atomic_write_bytes(safetensors_bytes(state, metadata={"format": "pt"}), out / "model.safetensors")
+    atomic_write_text(json.dumps(config, indent=2) + "\n", out / "config.json")
+    atomic_write_text(json.dumps(preprocessor, indent=2) + "\n", out / "preprocessor_config.json")
+    atomic_write_text(_model_card(Path(checkpoint), meta), out / "README.md")
+    return out
+
+
+def export_timm(checkpoint: str | Path, out: str | Path) -> Path:
+    """A timm ``vit_*`` state dict as safetensors; its metadata ``timm_kwargs`` holds the ``timm.create_model``
+    arguments and ``norm_eps`` the LayerNorm epsilon (``vitlab.interop.timm_model`` does both)."""
+    from vitlab.interop import to_timm, to_timm_state
+
+    model, meta = load_checkpoint(checkpoint)
+    cfg = meta["config"].model
+    kwargs = to_timm(cfg)
+    metadata = {"format": "pt", "timm_kwargs": json.dumps(kwargs), "norm_eps": repr(cfg.norm_eps),
+                "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]), "std": json.dumps(meta["std"])}
+    out = Path(out)
+    atomic_write_bytes(safetensors_bytes(to_timm_state(cfg, model.state_dict()), metadata=metadata), out)
+    return out
+
+
+EXPORTERS = {"safetensors": export_safetensors, "onnx": export_onnx, "torchscript": export_torchscript,
+             "hf": export_hf, "timm": export_timm}
 
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:

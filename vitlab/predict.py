@@ -41,8 +41,11 @@ def predict(
     top_k: int = 1,
     batch_size: int = 0,
     device: str = "cpu",
+    tta: str | None = None,
 ) -> list[dict]:
-    """One row per readable image: path, label, confidence, the next ``top_k - 1`` guesses, every probability."""
+    """One row per readable image: path, label, confidence, the next ``top_k - 1`` guesses, every probability.
+
+    ``tta``: test-time augmentation (none, flip, full); None: the checkpoint's ``train.tta``."""
     model, meta = load_checkpoint(checkpoint, device)
     classes: list[str] = meta["classes"]
     if not 1 <= top_k <= len(classes):
@@ -62,7 +65,8 @@ def predict(
         raise VitlabError(f"none of the {len(files)} files could be read as an image")
     transform = BatchTransform(meta["mean"], meta["std"], size, device=device)
     dev = torch.device(device)
-    probs = predict_logits(model, torch.stack(images), transform, infer_chunk_size(batch_size, dev), dev).softmax(1)
+    tta = tta or meta["config"].train.tta
+    probs = predict_logits(model, torch.stack(images), transform, infer_chunk_size(batch_size, dev), dev, tta).softmax(1)
     conf, top = probs.topk(top_k, dim=1)
 
     header = ["path", "label", "confidence"]

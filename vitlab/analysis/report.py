@@ -28,6 +28,7 @@ from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import load_checkpoint
+from vitlab.train.evaluate import predict_logits
 from vitlab.train.step import infer_chunk_size
 from vitlab.train.trainer import resolve_device
 
@@ -124,8 +125,11 @@ def build_report(
     tsne_samples: int = 2000,
     train_sample: int = 5000,
     device: str = "auto",
+    tta: str | None = None,
 ) -> Path:
     """Write ``RUN_DIR/report/`` (figures, CSVs, ``report.html``) and return the HTML file's path.
+
+    ``tta``: test-time augmentation of every score (none, flip, full); None: the run's ``train.tta``.
 
     ``report.html`` is written last: a report folder without it is an unfinished one.
     """
@@ -136,6 +140,7 @@ def build_report(
     model, meta = load_checkpoint(run_dir / "best.pt", resolve_device(device))
     dev = next(model.parameters()).device
     cfg: Config = meta["config"]
+    tta = tta or cfg.train.tta
     classes: list[str] = meta["classes"]
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
@@ -152,6 +157,8 @@ def build_report(
 
     def scores(split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:
         logits, emb = logits_and_embeddings(model, split.images, transform, bs, dev)
+        if tta != "none":  # the embeddings stay those of the image itself
+            logits = predict_logits(model, split.images, transform, bs, dev, tta)
         res = {"loss": F.cross_entropy(logits, split.labels).item(),
                "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split), "n": len(split)}
         return res, logits, emb

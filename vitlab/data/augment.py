@@ -15,10 +15,14 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad each side by ``padding`` and cut a random window of the original size from every image."""
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "zeros") -> torch.Tensor:
+    """Pad each side by ``padding`` (zeros, or the image mirrored with ``mode="reflect"``) and cut a random window
+    of the original size from every image."""
     B, C, H, W = x.shape
-    padded = F.pad(x, (padding,) * 4)  # (B, C, H+2p, W+2p)
+    if mode == "reflect":  # reflection is not implemented for uint8: pad in float, exact for 0..255 values
+        padded = F.pad(x.float(), (padding,) * 4, mode="reflect").to(x.dtype)
+    else:
+        padded = F.pad(x, (padding,) * 4)  # (B, C, H+2p, W+2p)
     dy = torch.randint(0, 2 * padding + 1, (B,), generator=generator, device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (B,), generator=generator, device=x.device)
     rows = dy[:, None] + torch.arange(H, device=x.device)  # (B, H)
@@ -28,9 +32,19 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
 
 
-def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+def random_hflip(x: torch.Tensor, generator: torch.Generator, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror a random half of the batch, or the images where the boolean mask ``flip`` (B,) is set."""
+    if flip is None:
+        flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def alternating_flips(idx: torch.Tensor, epoch: int, seed: int, n: int) -> torch.Tensor:
+    """airbench's deterministic alternating flip: each image gets a random side once (seeded, per image), then
+    takes the other side every other epoch, so over any two epochs the model sees every image both ways
+    (random flips leave a quarter of the images unflipped, or flipped, twice in a row). Returns a (B,) mask."""
+    first = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(seed)).bool()
+    return first[idx.cpu()] ^ bool(epoch % 2)
 
 
 def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator,
@@ -72,6 +86,7 @@ class BatchTransform:
         img_size: int,
         *,
         crop_padding: int = 0,
+        crop_mode: str = "zeros",
         hflip: bool = False,
         auto_augment: str = "none",
         random_erasing: float = 0.0,
@@ -79,6 +94,7 @@ class BatchTransform:
     ):
         self.img_size = img_size
         self.crop_padding = crop_padding
+        self.crop_mode = crop_mode
         self.hflip = hflip
         self.auto_augment = auto_augment
         self.random_erasing = random_erasing
@@ -86,13 +102,15 @@ class BatchTransform:
         self.shift = (torch.tensor(mean, device=device) * 255).view(1, -1, 1, 1)
         self.scale = (1.0 / (torch.tensor(std, device=device) * 255)).view(1, -1, 1, 1)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """With a ``generator`` the batch is augmented (training); without, only resized and normalised."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 flip: torch.Tensor | None = None) -> torch.Tensor:
+        """With a ``generator`` the batch is augmented (training); without, only resized and normalised.
+        ``flip``: which images to mirror (a (B,) mask, e.g. ``alternating_flips``); default: a random half."""
         if generator is not None:
             if self.crop_padding > 0:
-                x = random_crop(x, self.crop_padding, generator)
+                x = random_crop(x, self.crop_padding, generator, self.crop_mode)
             if self.hflip:
-                x = random_hflip(x, generator)
+                x = random_hflip(x, generator, None if flip is None else flip.to(x.device))
             if self.auto_augment != "none":
                 x = auto_augment(x, self.auto_augment)
         x = x.float()

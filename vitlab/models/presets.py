@@ -23,6 +23,10 @@ VARIANTS: dict[str, dict] = {
     "hybrid": dict(stem="conv", patch_size=8, stem_channels=64, dim=192, heads=4, depth=4, mlp_dim=384, pool="seq"),
     # Close to CCT-7/3x1: conv stem to an 8x8 grid, 7 blocks of dim 256, sequence pooling.
     "cct": dict(stem="conv", patch_size=4, stem_channels=64, dim=256, heads=4, depth=7, mlp_dim=512, pool="seq"),
+    # airbench-style whitened, batch-normalised conv stem to a 7x7 grid, then 3 attention blocks: air-s is the
+    # model of configs/cifar10-cpu-10min.yaml; air-m is the wider one of the 60-minute probe.
+    "air-s": dict(stem="whiten", patch_size=4, stem_channels=48, dim=128, heads=4, depth=3, mlp_dim=256, pool="seq"),
+    "air-m": dict(stem="whiten", patch_size=4, stem_channels=64, dim=160, heads=4, depth=3, mlp_dim=320, pool="seq"),
 }
 
 

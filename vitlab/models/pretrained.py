@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from vitlab.config import ModelConfig
 from vitlab.errors import VitlabError
 from vitlab.io import safe_torch_load
+from vitlab.models.vit import token_grid
 from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
@@ -67,7 +68,23 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
     state = _state_dict(raw, path)
     if any(k.startswith(("vit.", "embeddings.")) for k in state):
         raise VitlabError(f"--weights {path}: a Hugging Face checkpoint; pass its directory (with config.json) instead")
-    return _from_timm_state(state, heads, source=str(path))
+    pre = _from_timm_state(state, heads, source=str(path))
+    exported = _timm_export_metadata(path)  # a file written by vitlab export --format timm knows more
+    if exported:
+        pre.config.norm_eps = float(exported["norm_eps"])
+        pre.mean, pre.std = tuple(json.loads(exported["mean"])), tuple(json.loads(exported["std"]))
+    return pre
+
+
+def _timm_export_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a ``vitlab export --format timm`` file (LayerNorm epsilon, normalisation), else {}."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return meta if {"timm_kwargs", "norm_eps", "mean", "std"} <= set(meta) else {}
 
 
 def _read_weights_file(path: Path) -> dict[str, Any]:
@@ -310,12 +327,12 @@ def adapt_state(pre: Pretrained, target: ModelConfig) -> dict[str, torch.Tensor]
         if getattr(src, name) != getattr(target, name):
             raise VitlabError(f"model.{name}: the weights {pre.source} have {name} {getattr(src, name)}, "
                               f"the model asks for {getattr(target, name)}")
-    if target.stem == "conv" and target.patch_size != src.patch_size:
+    if target.stem != "linear" and target.patch_size != src.patch_size:
         raise VitlabError(f"model.patch_size: a conv stem's depth is fixed by its patch size ({src.patch_size} in "
                           f"{pre.source}); change model.img_size instead")
     state = {k: v for k, v in pre.state.items() if not k.startswith("head.")}
     prefix = 1 if target.pool == "cls" else 0
-    state["pos_embed"] = resample_pos_embed(state["pos_embed"], target.img_size // target.patch_size, prefix)
+    state["pos_embed"] = resample_pos_embed(state["pos_embed"], token_grid(target), prefix)
     if target.stem == "linear":
         state["patch_embed.proj.weight"] = resample_patch_embed(
             state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size)

@@ -4,8 +4,8 @@ image (B, C, H, W) -> p x p patches flattened in the seed's order -> linear proj
 + learned position embedding -> dropout -> depth x pre-norm encoder block -> LayerNorm -> linear head on the
 class token.
 
-Variants share the encoder blocks: a convolutional stem instead of the linear projection (hybrid ViT / CCT),
-sequence or mean pooling instead of the class token, and stochastic depth (``ModelConfig.stem``, ``pool``,
+Variants share the encoder blocks: a convolutional stem instead of the linear projection (hybrid ViT / CCT; or
+the whitened, batch-normalised stem of ``WhitenedConvStem``), sequence or mean pooling instead of the class token, and stochastic depth (``ModelConfig.stem``, ``pool``,
 ``drop_path``).
 
 Where this differs from the seed, and why:
@@ -23,6 +23,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vitlab.config import ModelConfig
 from vitlab.models.dropout import Dropout, dropout
@@ -73,6 +74,79 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
+
+
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm over fixed groups of ``group`` images (Hoffer et al., 2017, "ghost batch norm").
+
+    Normalising each group apart makes the maths independent of how a batch is cut up: CPU micro-batches,
+    a whole batch on a GPU and each torchrun rank all normalise the same groups of the same images. The
+    running statistics are updated once per group, in order.
+    """
+
+    def __init__(self, channels: int, group: int):
+        super().__init__(channels)
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.shape[0] <= self.group:
+            return super().forward(x)
+        parts = []
+        for part in x.split(self.group):  # a loop, not a comprehension: zero-argument super() needs this scope
+            parts.append(super().forward(part))
+        return torch.cat(parts)
+
+
+def conv_bn(cin: int, cout: int, group: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), GhostBatchNorm2d(cout, group), nn.GELU())
+
+
+class WhitenedConvStem(nn.Module):
+    """airbench-style tokenizer (Jordan, 2024) for Compact-Transformer-like hybrids.
+
+    A frozen 2x2 convolution whose filters whiten the training images' 2x2 patches (fitted from data by
+    ``fit_whitening``, each eigenvector with both signs so GELU keeps the information), then two stages of
+    two 3x3 conv + ghost batch norm + GELU with a 2x2 max-pool after each: (B, C, H, W) -> a
+    ((H-1)/4) x ((W-1)/4) grid of dim-channel tokens (32 px -> 7x7 = 49 tokens). Batch norm makes a few
+    epochs of a convolutional stem train much faster; the image is still mixed across space only by attention.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        width = 2 * cfg.in_chans * 4  # +/- each of the C*2*2 eigenvectors
+        # Until fitted to data: each filter passes one pixel of one channel through (with both signs).
+        basis = torch.eye(cfg.in_chans * 4).view(-1, cfg.in_chans, 2, 2)
+        self.register_buffer("whiten_weight", torch.cat([basis, -basis]))
+        self.whiten_bias = nn.Parameter(torch.zeros(width))
+        c, g = cfg.stem_channels, cfg.bn_group
+        self.net = nn.Sequential(
+            nn.GELU(),
+            conv_bn(width, c, g), conv_bn(c, c, g), nn.MaxPool2d(2),  # (B, c, 15, 15) from 31 x 31
+            conv_bn(c, 2 * c, g), conv_bn(2 * c, cfg.dim, g), nn.MaxPool2d(2),  # (B, D, 7, 7)
+        )
+
+    @torch.no_grad()
+    def fit_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the frozen filters from normalised training images (B, C, H, W): the covariance of all their
+        2x2 patches is V diag(e) V^T; filters V^T / sqrt(e + eps) map a patch to unit-variance, uncorrelated
+        channels (the first half), and their negatives (the second)."""
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # (B, C, H-1, W-1, 2, 2)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * 4)  # (P, C*4), channel-major
+        patches = patches - patches.mean(0)
+        cov = patches.T.double() @ patches.double() / len(patches)
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        filters = (evecs.T / (evals[:, None] + eps).sqrt()).flip(0).float()  # strongest direction first
+        filters = filters.view(-1, images.shape[1], 2, 2)
+        self.whiten_weight.copy_(torch.cat([filters, -filters]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.whiten_weight, self.whiten_bias)  # (B, 24, H-1, W-1)
+        return self.net(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
+
+
+def token_grid(cfg: ModelConfig) -> int:
+    """Side of the square token grid the stem makes from an img_size x img_size image."""
+    return (cfg.img_size - 1) // 4 if cfg.stem == "whiten" else cfg.img_size // cfg.patch_size
 
 
 class DropPath(nn.Module):
@@ -158,9 +232,11 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = dataclasses.replace(cfg)
-        num_patches = (cfg.img_size // cfg.patch_size) ** 2
+        num_patches = token_grid(cfg) ** 2
         self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim) if cfg.stem == "linear" else ConvStem(cfg)
+        stems = {"linear": lambda: PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim), "conv": lambda: ConvStem(cfg),
+                 "whiten": lambda: WhitenedConvStem(cfg)}
+        self.patch_embed = stems[cfg.stem]()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + self.num_prefix_tokens, cfg.dim))
         self.pos_drop = _dropout(cfg.dropout)
@@ -170,6 +246,8 @@ class VisionTransformer(nn.Module):
         # Sequence pooling (Hassani et al., 2021): a learned softmax weight per token, then a weighted average.
         self.attn_pool = nn.Linear(cfg.dim, 1) if cfg.pool == "seq" else None
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
+        # Activation checkpointing per block (timm's set_grad_checkpointing): less memory, about a third more compute.
+        self.grad_checkpointing = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -181,6 +259,9 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that weight decay would only pull towards zero for no benefit."""
@@ -204,7 +285,12 @@ class VisionTransformer(nn.Module):
         x = self.pos_drop(x + self.pos_embed)
         maps: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
-            x, attn = block(x, return_attention, cls_only and i == len(self.blocks) - 1)
+            last = cls_only and i == len(self.blocks) - 1
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                # Keep only each block's input; its activations are recomputed in the backward pass.
+                x, attn = checkpoint(block, x, return_attention, last, use_reentrant=False)
+            else:
+                x, attn = block(x, return_attention, last)
             if return_attention:
                 maps.append(attn)
         x = self.norm(x)

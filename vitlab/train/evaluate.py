@@ -1,4 +1,4 @@
-"""Inference over a uint8 split in batches: logits, loss and accuracy."""
+"""Inference over a uint8 split in batches: logits (optionally averaged over test-time views), loss and accuracy."""
 
 from __future__ import annotations
 
@@ -9,22 +9,49 @@ from torch import nn
 from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import Split
 
+# Test-time augmentation: "none"; "flip": the image and its mirror; "full": both, each also shifted one pixel
+# up-left and down-right (6 views; airbench's multi-crop), a cheap ensemble of the views the model trained on.
+TTA_MODES = ("none", "flip", "full")
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The views of a normalised batch (B, C, H, W) that ``mode`` averages over."""
+    views = [x]
+    if mode == "full":
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")  # (B, C, H+2, W+2)
+        views += [padded[..., :-2, :-2], padded[..., 2:, 2:]]  # content moved down-right, up-left
+    if mode in ("flip", "full"):
+        views += [v.flip(3) for v in views]
+    return views
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, mode: str = "none") -> torch.Tensor:
+    """Logits of ``x`` averaged over the views of ``mode`` (``model(x)`` itself for "none")."""
+    views = tta_views(x, mode)
+    logits = model(views[0]).float()
+    for view in views[1:]:
+        logits += model(view).float()
+    return logits / len(views)
+
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int, device: torch.device
+    model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int, device: torch.device,
+    tta: str = "none",
 ) -> torch.Tensor:
     """Logits (N, classes) on the CPU for uint8 images (N, 3, H, W)."""
     model.eval()
-    out = [model(transform(chunk.to(device, non_blocking=True))).float().cpu() for chunk in images.split(batch_size)]
+    out = [tta_logits(model, transform(chunk.to(device, non_blocking=True)), tta).cpu()
+           for chunk in images.split(batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
 
 def evaluate(
-    model: nn.Module, split: Split, transform: BatchTransform, batch_size: int, device: torch.device
+    model: nn.Module, split: Split, transform: BatchTransform, batch_size: int, device: torch.device,
+    tta: str = "none",
 ) -> dict[str, float]:
     """``{"accuracy", "loss", "n"}``: accuracy in [0, 1], mean cross-entropy."""
-    logits = predict_logits(model, split.images, transform, batch_size, device)
+    logits = predict_logits(model, split.images, transform, batch_size, device, tta)
     return {
         "accuracy": int((logits.argmax(1) == split.labels).sum()) / max(len(split), 1),
         "loss": F.cross_entropy(logits, split.labels).item(),

@@ -9,6 +9,8 @@ makes the same step about 15% faster here (benchmarks/RESULTS.md). On a GPU the 
 from __future__ import annotations
 
 import contextlib
+import copy
+import time
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,9 @@ from torch import nn
 
 CPU_MICRO_BATCH = 64
 CPU_INFER_CHUNK = 32
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# precision=auto takes bf16 only when it is clearly faster: within noise, fp32's exact maths is worth more.
+BF16_MARGIN = 0.95
 
 
 def micro_batch_size(requested: int, device: torch.device) -> int:
@@ -38,13 +43,19 @@ def forward_backward(
     *,
     micro_batch: int,
     label_smoothing: float = 0.0,
-    bf16: bool = False,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradient of the batch's mean loss; returns (mean loss, number correct) as tensors.
 
     ``y`` holds class indices (B,) or, after mixup/cutmix, class probabilities (B, K); "correct" then counts
-    the predictions that hit the class with the largest share.
+    the predictions that hit the class with the largest share. ``precision`` "bf16"/"fp16" runs the forward
+    pass under autocast; with fp16 the loss is scaled by ``scaler`` before the backward pass, so small
+    gradients do not underflow (the caller unscales and steps through the scaler). ``class_weights`` (K,)
+    weights each image's loss by its class (the sum is still divided by the batch size).
     """
+    dtype = AUTOCAST_DTYPES.get(precision)
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     pieces = list(zip(x.split(micro_batch), y.split(micro_batch)))
@@ -52,10 +63,11 @@ def forward_backward(
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)
     for i, (xc, yc) in enumerate(pieces):
         with no_sync() if i < len(pieces) - 1 else contextlib.nullcontext():
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device_type=x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(xc).float()  # the loss itself in fp32
-            loss = F.cross_entropy(logits, yc, label_smoothing=label_smoothing, reduction="sum") / len(y)
-            loss.backward()
+            loss = F.cross_entropy(logits, yc, weight=class_weights, label_smoothing=label_smoothing,
+                                   reduction="sum") / len(y)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
         target = yc if yc.ndim == 1 else yc.argmax(1)
         correct += (logits.detach().argmax(1) == target).sum()
@@ -80,3 +92,59 @@ def batch_mixer(mixup: float, cutmix: float, num_classes: int):
 def chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
     """Logits of a float batch, computed ``chunk`` images at a time (same maths, kinder to the cache)."""
     return torch.cat([model(part) for part in x.split(chunk)])
+
+
+def probe_precision(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int,
+                    steps: int = 3) -> tuple[str, dict[str, float]]:
+    """Time fp32 and bf16-autocast training steps of a copy of ``model`` on one real batch; the faster one wins.
+
+    bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent GPUs) and for layers
+    large enough to use them, so this is measured on the machine at hand, never assumed. The copy keeps the
+    model's weights, batch-norm statistics and random streams untouched. Returns the choice and the median
+    seconds per step of each.
+    """
+    probe = copy.deepcopy(model).train()
+    timings: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        for precision in ("fp32", "bf16"):
+            times = []
+            for _ in range(steps + 1):  # the first step warms up kernels and caches
+                start = time.perf_counter()
+                forward_backward(probe, x, y, micro_batch=micro_batch, precision=precision)
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                times.append(time.perf_counter() - start)
+            timings[precision] = sorted(times[1:])[steps // 2]
+    return ("bf16" if timings["bf16"] < BF16_MARGIN * timings["fp32"] else "fp32"), timings
+
+
+def class_weights(spec: str, labels: torch.Tensor, classes: list[str], device: torch.device) -> torch.Tensor | None:
+    """Per-class loss weights (K,) from ``train.class_weights``: "none" (None); "balanced": n / (K * n_k), so
+    every class carries the same total weight and the average image weighs 1 (scikit-learn's "balanced"); or
+    a JSON file with a list of K numbers or a {class name: weight} mapping (absent classes weigh 1)."""
+    import json
+    from pathlib import Path
+
+    from vitlab.errors import VitlabError
+
+    k = len(classes)
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        counts = torch.bincount(labels.cpu(), minlength=k).double()
+        return (len(labels) / (k * counts.clamp(min=1))).float().to(device)
+    path = Path(spec)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise VitlabError(f"train.class_weights: {spec}: expected none, balanced or a readable JSON file ({e})") from None
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - set(classes))
+        if unknown:
+            raise VitlabError(f"train.class_weights: {spec}: unknown classes {unknown[:5]} (known: {classes[:10]})")
+        raw = [raw.get(c, 1.0) for c in classes]
+    if (not isinstance(raw, list) or len(raw) != k
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < 1e6 for w in raw)):
+        raise VitlabError(f"train.class_weights: {spec}: expected {k} numbers in [0, 1e6) (one per class) "
+                          "or a {class: weight} mapping")
+    return torch.tensor(raw, dtype=torch.float32, device=device)

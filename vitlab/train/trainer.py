@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -19,8 +20,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from vitlab.config import Config, validate
-from vitlab.data.augment import BatchTransform
+from vitlab.data.augment import BatchTransform, alternating_flips
 from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, iterate_batches, load_data, place_images
+from vitlab.data.stream import FileImages
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.io import atomic_write_text
 from vitlab.models.pretrained import Pretrained, apply_pretrained, load_pretrained
@@ -32,7 +34,10 @@ from vitlab.train.distributed import (
 )
 from vitlab.train.evaluate import evaluate
 from vitlab.train.optim import build_optimizer, lr_factor
-from vitlab.train.step import batch_mixer, forward_backward, infer_chunk_size, micro_batch_size
+from vitlab.train.tensorboard import TensorBoardLog
+from vitlab.train.step import (
+    BF16_MARGIN, batch_mixer, class_weights, forward_backward, infer_chunk_size, micro_batch_size, probe_precision,
+)
 
 DEFAULT_EPOCHS = 10
 
@@ -48,10 +53,25 @@ def resolve_device(name: str) -> torch.device:
         raise VitlabError(f"train.device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
 
 
-def prepare_run_dir(out: Path) -> None:
-    """Create ``out`` and prove it writable before any data is read; refuse to overwrite a run."""
-    if (out / "last.pt").exists():
-        raise VitlabError(f"--out {out}: already holds a run (last.pt); continue it with --resume {out} or choose another --out")
+# What a run writes into its folder: removed by ``overwrite=True`` before a new run starts there (with the
+# report/ and tensorboard/ folders).
+RUN_FILES = ("last.pt", "prev.pt", "best.pt", "metrics.jsonl", "summary.json", "config.yaml")
+
+
+def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
+    """Create ``out`` and prove it writable before any data is read.
+
+    A folder holding a run is refused unless ``overwrite``: then that run's own files (``RUN_FILES`` and its
+    report) are removed, and anything else the user keeps there is left alone.
+    """
+    if (out / "last.pt").exists() and not overwrite:
+        raise VitlabError(f"--out {out}: already holds a run (last.pt); continue it with --resume {out}, "
+                          "replace it with --overwrite, or choose another --out")
+    if overwrite and out.is_dir():
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for folder in ("report", "tensorboard"):
+            shutil.rmtree(out / folder, ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -59,6 +79,17 @@ def prepare_run_dir(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise VitlabError(f"--out {out}: not writable ({e.strerror or e})") from None
+
+
+# Training images whose 2x2 patches fit the whitening filters of a "whiten" stem.
+WHITENING_SAMPLE = 5000
+
+
+def sample_images(images: torch.Tensor | FileImages, n: int, seed: int) -> torch.Tensor:
+    """``n`` images drawn at random (seeded) as a uint8 tensor, from memory or decoded from disk. Random, not the
+    first n: an ImageFolder's training images are stored class by class."""
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return images[idx].load() if isinstance(images, FileImages) else images[idx]
 
 
 def max_epochs(cfg: Config) -> int:
@@ -87,6 +118,11 @@ class Run:
             net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
         self.train_model = torch.compile(net) if cfg.train.compile else net
         self.optimizer = build_optimizer(self.model, cfg.train)
+        # fp16 needs loss scaling (its range is narrow); bf16 has fp32's range and does not.
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
+        self.class_weights = class_weights(cfg.train.class_weights, data.train.labels, data.classes, device)
+        if cfg.train.grad_checkpointing:
+            self.model.set_grad_checkpointing()
         self.mixer = batch_mixer(cfg.train.mixup, cfg.train.cutmix, cfg.model.num_classes)
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
@@ -95,13 +131,18 @@ class Run:
         # What is validated, tested and saved as best.pt: the weight average when there is one.
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self.micro_batch = micro_batch_size(cfg.train.micro_batch, device)
+        if cfg.model.stem == "whiten":  # whole batch-norm groups per micro-batch, so the groups stay the same
+            self.micro_batch = -(-self.micro_batch // cfg.model.bn_group) * cfg.model.bn_group
         self.eval_batch = infer_chunk_size(cfg.train.eval_batch_size, device)
         self.eval_transform = BatchTransform(data.mean, data.std, cfg.model.img_size, device=device)
         self.train_transform = BatchTransform(
             data.mean, data.std, cfg.model.img_size,
-            crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, auto_augment=cfg.data.auto_augment,
-            random_erasing=cfg.data.random_erasing, device=device,
+            crop_padding=cfg.data.crop_padding, crop_mode=cfg.data.crop_mode, hflip=cfg.data.hflip,
+            auto_augment=cfg.data.auto_augment, random_erasing=cfg.data.random_erasing, device=device,
         )
+        if fresh and not cfg.train.init_weights and cfg.model.stem == "whiten":
+            sample = sample_images(data.train.images, WHITENING_SAMPLE, cfg.train.seed).to(device)
+            self.model.patch_embed.fit_whitening(self.eval_transform(sample))
         # One generator orders the data (the same on every rank), one draws the augmentation (its own per rank):
         # seeded, saved and restored on resume.
         self.order_gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -119,6 +160,7 @@ class Run:
         # How often each training image was used this epoch, summed over ranks at the epoch's end.
         self.epoch_counts: torch.Tensor | None = None
         self.stop_signal: str | None = None
+        self.tensorboard: TensorBoardLog | None = None  # opened by the caller on rank 0 when asked for
 
     def _aug_seed(self) -> int:
         return self.cfg.train.seed + 1 + 1_000_003 * self.world.rank
@@ -143,6 +185,8 @@ class Run:
         }
         if with_training_state:
             meta["optimizer"] = self.optimizer.state_dict()
+            if self.scaler is not None:
+                meta["grad_scaler"] = self.scaler.state_dict()
             if self.ema is not None:
                 meta["ema"] = self.ema.state_dict()
             meta["epoch_state"] = (
@@ -157,6 +201,8 @@ class Run:
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and "grad_scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
         for key in ("epoch", "step", "train_seconds", "images_seen", "best_val_acc", "best_epoch"):
@@ -223,18 +269,18 @@ class Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.epoch_counts.index_add_(0, idx, torch.ones(len(idx), dtype=torch.int32))
-            x = self.train_transform(next(stream), self.aug_gen)  # (B, C, S, S)
+            flip = (alternating_flips(idx, self.epoch, self.cfg.train.seed, n)
+                    if self.cfg.data.flip_mode == "alternate" else None)
+            x = self.train_transform(next(stream), self.aug_gen, flip)  # (B, C, S, S)
             y = labels[idx.to(labels.device, non_blocking=True)]
             if self.mixer is not None:
                 x, y = self.mixer(x, y)  # y becomes (B, K) class shares
             self.optimizer.zero_grad(set_to_none=True)
             loss, batch_correct = forward_backward(
                 self.train_model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing,
-                bf16=t.precision == "bf16",
+                precision=t.precision, scaler=self.scaler, class_weights=self.class_weights,
             )
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
+            self.optimizer_step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             # One small all-reduce: every rank then sees the same loss, clock and stop request.
@@ -282,6 +328,20 @@ class Run:
                 "seconds": p["seconds"], "images_per_s": p["seen"] / p["seconds"], "lr": lr,
                 "epoch_fraction": p["seen"] / n, "images": p["seen"], "distinct_images": int((counts > 0).sum())}
 
+    def optimizer_step(self) -> None:
+        """Clip and apply the accumulated gradient; under fp16 through the gradient scaler, which unscales it
+        first and skips the step when it overflowed."""
+        t = self.cfg.train
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
     def save_last(self) -> None:
         """Refresh ``last.pt``; the one it replaces stays as ``prev.pt`` until the new one is complete.
 
@@ -298,18 +358,22 @@ class Run:
         save_checkpoint(last, self.model, self.cfg, meta)
 
 
-def train(cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretrained | None = None) -> dict[str, Any] | None:
+def train(cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretrained | None = None,
+          overwrite: bool = False) -> dict[str, Any] | None:
     """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary.
 
     Launched by ``torchrun``, every rank calls this; rank 0 returns the summary, the others None.
     ``pretrained``: the weights ``cfg.train.init_weights`` names, when the caller has already read them.
+    ``overwrite``: replace a run already in ``out`` (otherwise refused).
     """
     out = Path(out)
     world = world_from_env()
     ckpt = resume_checkpoint(out) if resume else None
+    validate(cfg)  # before an overwrite removes anything
+    if cfg.train.tensorboard and world.is_main:
+        TensorBoardLog.check_installed()
     if not resume and world.is_main:
-        prepare_run_dir(out)
-    validate(cfg)
+        prepare_run_dir(out, overwrite)
     device = resolve_device(cfg.train.device)
     if world.distributed:
         device = init_process_group(world, device)
@@ -339,6 +403,10 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
             _truncate_metrics(out / "metrics.jsonl", run.epoch)
             for stale in out.glob(".*.tmp"):  # half-written files of a process that was killed mid-save
                 stale.unlink()
+    if cfg.train.tensorboard and world.is_main:
+        run.tensorboard = TensorBoardLog(out)
+    if cfg.train.precision == "auto":
+        choose_precision(run)
     if world.is_main:
         atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
     processes = f", {world.size} processes (DDP), global batch {cfg.train.batch_size}" if world.distributed else ""
@@ -356,9 +424,28 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
             if stats is None:
                 break
             end_of_epoch(run, stats)
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     if run.epoch == 0:
         raise VitlabError("no training step ran: the time budget was spent before the first step")
     return finish(run) if world.is_main else None
+
+
+def choose_precision(run: Run) -> None:
+    """Resolve ``train.precision=auto`` by timing both on one real batch; the probe's time counts as training
+    time, and the choice goes into the saved config (so a resumed run keeps it). Under torchrun the ranks'
+    timings are summed, so all ranks choose alike."""
+    t, n = run.cfg.train, max(1, run.cfg.train.batch_size // run.world.size)
+    x = run.eval_transform(sample_images(run.data.train.images, n, run.cfg.train.seed).to(run.device))
+    y = torch.zeros(len(x), dtype=torch.long, device=run.device)  # the labels do not change the step's cost
+    start = time.perf_counter()
+    _, timings = probe_precision(run.model, x, y, micro_batch=run.micro_batch)
+    fp32, bf16, seconds = all_sum([timings["fp32"], timings["bf16"], time.perf_counter() - start], run.world,
+                                  run.device)
+    t.precision = "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32"
+    run.train_seconds += seconds / run.world.size
+    print(f"precision: auto chose {t.precision} (a training step took {fp32 / run.world.size:.3f} s in fp32, "
+          f"{bf16 / run.world.size:.3f} s in bf16; probe {seconds / run.world.size:.1f} s, counted as training time)")
 
 
 def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
@@ -378,6 +465,8 @@ def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
         save_checkpoint(out / "best.pt", run.eval_model, cfg, run.meta(with_training_state=False))
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+    if run.tensorboard is not None:
+        run.tensorboard.log(record)
     run.save_last()
     val_text = f", val loss {record['val_loss']:.3f} acc {record['val_acc']:.2%}" if data.val is not None else ""
     print(f"epoch {run.epoch}: train loss {stats['train_loss']:.3f} acc {stats['train_acc']:.2%}{val_text}, "
@@ -430,11 +519,12 @@ def finish(run: Run) -> dict[str, Any]:
     best = read_checkpoint(run.out / "best.pt")
     run.eval_model.load_state_dict(best["model"])
     cfg, data = run.cfg, run.data
-    test = evaluate(run.eval_model, data.test, run.eval_transform, run.eval_batch, run.device)
+    test = evaluate(run.eval_model, data.test, run.eval_transform, run.eval_batch, run.device, cfg.train.tta)
     summary = {
         "test_acc": test["accuracy"],
         "test_loss": test["loss"],
         "test_n": test["n"],
+        "tta": cfg.train.tta,
         "val_acc": run.best_val_acc if data.val is not None else None,
         "best_epoch": run.best_epoch,
         "train_seconds": run.train_seconds,
@@ -447,7 +537,12 @@ def finish(run: Run) -> dict[str, Any]:
         "classes": data.classes,
         "config": cfg.to_dict(),
     }
+    tta_text = ""
+    if cfg.train.tta != "none":  # the plain figure too, so the views' gain is on record
+        plain = evaluate(run.eval_model, data.test, run.eval_transform, run.eval_batch, run.device)
+        summary["test_acc_no_tta"] = plain["accuracy"]
+        tta_text = f" with {cfg.train.tta} test-time augmentation ({plain['accuracy']:.2%} without)"
     atomic_write_text(json.dumps(summary, indent=2) + "\n", run.out / "summary.json")
-    print(f"test: accuracy {test['accuracy']:.2%}, loss {test['loss']:.3f} on {test['n']} images "
+    print(f"test: accuracy {test['accuracy']:.2%}{tta_text}, loss {test['loss']:.3f} on {test['n']} images "
           f"(best epoch {run.best_epoch}); run folder {run.out}")
     return summary

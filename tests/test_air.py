@@ -1,0 +1,156 @@
+"""The air-s / air-m recipe's parts: whitened batch-norm stem, ghost batch norm, reflect crops, the linear
+schedule and test-time augmentation."""
+
+import pytest
+import torch
+
+from vitlab.data.augment import random_crop
+from vitlab.errors import VitlabError
+from vitlab.models import create_model
+from vitlab.models.vit import GhostBatchNorm2d, WhitenedConvStem
+from vitlab.train.evaluate import tta_logits, tta_views
+from vitlab.train.optim import lr_factor
+from vitlab.train.step import forward_backward
+
+SMALL_AIR = dict(stem_channels=8, dim=32, heads=2, depth=1, mlp_dim=64, bn_group=4)
+
+
+@pytest.mark.parametrize("name", ["air-s", "air-m"])
+def test_air_presets_make_49_tokens_and_attention_maps(name):
+    model = create_model(name, num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    logits, maps = model(x, return_attention=True)
+    assert logits.shape == (2, 10) and len(maps) == 3 and maps[0].shape == (2, 4, 49, 49)
+    assert torch.allclose(model(x), logits, atol=1e-5)
+
+
+def test_whitening_filters_decorrelate_patches():
+    g = torch.Generator().manual_seed(0)
+    # Correlated, unequal-variance channels: neighbouring pixels alike, as in photos.
+    base = torch.randn(64, 3, 17, 17, generator=g)
+    images = torch.nn.functional.avg_pool2d(base, 2, stride=1) * torch.tensor([3.0, 1.0, 0.2]).view(1, 3, 1, 1)
+    stem = WhitenedConvStem(create_model("air-s").cfg)
+    stem.fit_whitening(images, eps=0.0)
+    out = torch.nn.functional.conv2d(images, stem.whiten_weight)  # (B, 24, 15, 15)
+    first = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(first.T)
+    assert torch.allclose(cov, torch.eye(12), atol=2e-3)
+    assert torch.equal(out[:, 12:], -out[:, :12])  # each filter with both signs
+    assert not stem.whiten_weight.requires_grad  # frozen: a buffer, not a parameter
+    assert "whiten_weight" not in dict(stem.named_parameters())
+
+
+def test_ghost_batch_norm_normalises_fixed_groups():
+    bn = GhostBatchNorm2d(3, group=4).train()
+    x = torch.randn(8, 3, 5, 5) * 3 + 1
+    y = bn(x)
+    for part in y.split(4):  # each group of 4 has zero mean and unit variance per channel on its own
+        assert torch.allclose(part.mean((0, 2, 3)), torch.zeros(3), atol=1e-5)
+        assert torch.allclose(part.var((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+    assert not torch.allclose(y, torch.nn.BatchNorm2d(3).train()(x), atol=1e-3)  # not the whole batch's statistics
+
+
+def test_micro_batches_and_whole_batch_give_the_same_update():
+    """Ghost batch norm keeps a CPU's micro-batches and a GPU's whole batch the same maths."""
+    grads, stats = [], []
+    for micro in (4, 16):
+        torch.manual_seed(0)
+        model = create_model("air-s", num_classes=10, **SMALL_AIR).train()
+        x, y = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+        forward_backward(model, x, y, micro_batch=micro)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        stats.append(torch.cat([b.flatten() for n, b in model.named_buffers() if "running" in n]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+    assert torch.allclose(stats[0], stats[1], atol=1e-6)
+
+
+def test_reflect_crop_takes_windows_of_the_mirrored_image():
+    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    out = random_crop(x, 2, torch.Generator().manual_seed(0), mode="reflect")
+    padded = torch.nn.functional.pad(x.float(), (2,) * 4, mode="reflect").to(torch.uint8)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    for img, pad in zip(out, padded):
+        windows = [pad[:, i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+        assert any(torch.equal(img, w) for w in windows)
+    assert (out != 0).float().mean() > 0.99  # no zero borders
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor("linear", 0.0, 0.1) == 0.0
+    assert lr_factor("linear", 0.05, 0.1) == pytest.approx(0.5)
+    assert lr_factor("linear", 0.1, 0.1) == pytest.approx(1.0)
+    assert lr_factor("linear", 0.55, 0.1) == pytest.approx(0.5)
+    assert lr_factor("linear", 1.0, 0.1) == 0.0
+
+
+def test_tta_averages_the_views_logits():
+    torch.manual_seed(0)
+    model = create_model("air-s", num_classes=10, **SMALL_AIR).eval()
+    x = torch.randn(3, 3, 32, 32)
+    views = tta_views(x, "full")
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[1][..., 1:, 1:], x[..., :-1, :-1])  # shifted by one pixel down-right
+    assert torch.equal(views[3], x.flip(3))
+    with torch.no_grad():
+        expected = torch.stack([model(v) for v in views]).mean(0)
+        assert torch.allclose(tta_logits(model, x, "full"), expected, atol=1e-5)
+        assert torch.equal(tta_logits(model, x, "none"), model(x))
+        assert not torch.allclose(tta_logits(model, x, "flip"), model(x), atol=1e-4)
+
+
+def test_tta_leaves_a_flip_symmetric_model_unchanged():
+    torch.manual_seed(0)
+    inner = create_model("air-s", num_classes=10, **SMALL_AIR).eval()
+
+    def symmetric(v: torch.Tensor) -> torch.Tensor:
+        return (inner(v) + inner(v.flip(3))) / 2
+
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(tta_logits(symmetric, x, "flip"), symmetric(x), atol=1e-5)
+
+
+def test_whiten_stem_options_are_validated():
+    with pytest.raises(VitlabError, match="model.patch_size"):
+        create_model("air-s", patch_size=8)
+    with pytest.raises(VitlabError, match="model.bn_group"):
+        create_model("air-s", bn_group=1)
+
+
+def test_muon_takes_exactly_the_encoder_blocks_matrices():
+    from vitlab.config import TrainConfig
+    from vitlab.train.optim import build_optimizer, muon_params
+
+    model = create_model("air-s", num_classes=10, **SMALL_AIR)
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3))
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {names[id(p)] for g in opt.muon.param_groups for p in g["params"]}
+    assert in_muon == set(muon_params(model)) == {
+        n for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("blocks.")}
+    assert {"blocks.0.attn.qkv.weight", "blocks.0.mlp.0.weight", "blocks.0.mlp.3.weight"} <= in_muon
+    in_adamw = {names[id(p)] for g in opt.adamw.param_groups for p in g["params"]}
+    assert not in_muon & in_adamw and in_muon | in_adamw == set(names.values())
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+    forward_backward(model.train(), x, y, micro_batch=8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step()
+    assert all(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.grad is not None)
+    state = opt.state_dict()
+    opt.load_state_dict(state)  # round trip for checkpoints
+
+
+def test_alternating_flip_mirrors_each_image_on_alternate_epochs():
+    from vitlab.data.augment import BatchTransform, alternating_flips
+
+    idx = torch.tensor([5, 0, 7, 3, 9, 1, 2, 8])
+    masks = [alternating_flips(idx, epoch, seed=0, n=10) for epoch in range(4)]
+    assert torch.equal(masks[1], ~masks[0]) and torch.equal(masks[2], masks[0]) and torch.equal(masks[3], ~masks[0])
+    assert 0 < masks[0].sum() < len(idx)  # a random side to start with, not all the same
+    full = alternating_flips(torch.arange(10), 0, seed=0, n=10)
+    assert torch.equal(full[idx], masks[0])  # a property of the image, not of its place in the batch
+    x = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8)
+    t = BatchTransform([0.5] * 3, [0.5] * 3, 4, hflip=True)
+    out = t(x, torch.Generator().manual_seed(0), masks[1])
+    plain = t(x)
+    for i in range(8):
+        assert torch.equal(out[i], plain[i].flip(2) if masks[1][i] else plain[i])
