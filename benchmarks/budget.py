@@ -74,17 +74,21 @@ def main() -> int:
     parser.add_argument("--out", default="runs/budget", help="parent folder of the run folders")
     parser.add_argument("--plot", help="also draw accuracy against budget into this PNG")
     parser.add_argument("--json", help="also write every run's figures to this JSON file")
+    parser.add_argument("--with", dest="earlier", nargs="+", default=[], metavar="JSON",
+                        help="also table and plot the runs of earlier --json files (e.g. other presets or budgets)")
     args = parser.parse_args()
     rows = [run_one(p, b, s, args.data, Path(args.out)) for p in args.presets for b in args.budget for s in args.seeds]
-    print(f"\ntest accuracy (TTA as the preset sets it; without TTA in brackets), median over seeds {args.seeds}")
-    for preset in args.presets:
-        for budget in args.budget:
-            mine = [r for r in rows if r["preset"] == preset and r["budget"] == budget]
-            runs = ", ".join(f"{r['test_acc']:.2%} ({r['test_acc_no_tta']:.2%}, {r['epochs']:.1f} ep)" for r in mine)
-            print(f"{preset:<36} {budget:>6.0f} s  median {statistics.median(r['test_acc'] for r in mine):.2%}  "
-                  f"runs: {runs}")
+    mine = {r["run"] for r in rows}
+    for earlier in args.earlier:
+        rows += [r for r in json.loads(Path(earlier).read_text()) if r["run"] not in mine]
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    print("\ntest accuracy (TTA as the preset sets it; without TTA in brackets), median over the seeds run")
+    for preset, budget in dict.fromkeys((r["preset"], r["budget"]) for r in rows):
+        group = [r for r in rows if r["preset"] == preset and r["budget"] == budget]
+        runs = ", ".join(f"{r['test_acc']:.2%} ({r['test_acc_no_tta']:.2%}, {r['epochs']:.1f} ep)" for r in group)
+        print(f"{preset:<36} {budget:>6.0f} s  median {statistics.median(r['test_acc'] for r in group):.2%}  "
+              f"runs: {runs}")
     if args.plot:
         plot(rows, Path(args.plot))
         print(f"plot: {args.plot}")
