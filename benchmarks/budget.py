@@ -53,6 +53,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.scatter([r["budget"] / 60 for r in mine], [100 * r["test_acc"] for r in mine], s=12, alpha=0.5,
                    color=line.get_color())
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the budgets themselves are labelled
     ticks = sorted({r["budget"] / 60 for r in rows})
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("training budget (minutes on this CPU)")
