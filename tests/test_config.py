@@ -68,6 +68,11 @@ def test_round_trip_through_dict():
         ("train.time_budget", 0, "--time-budget"),
         ("model.heads", 3, "does not divide model.dim"),
         ("train.optimizer", "lion", "adamw, adam, sgd or muon"),
+        ("train.time_budget", "nan", "train.time_budget: expected a finite number"),
+        ("train.lr", "inf", "train.lr: expected a finite number"),
+        ("train.mixup", "nan", "train.mixup: expected a finite number"),
+        ("data.mean", "0.5,nan,0.5", "data.mean: expected a finite number"),
+        ("train.precision", "fp8", "fp32, bf16, fp16 or auto"),
     ],
 )
 def test_validate_names_the_option(key, value, match):

@@ -9,6 +9,7 @@ from the checkpoint alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,8 +272,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data or {}
 
 
+def _check_finite(cfg: Config) -> None:
+    """NaN and infinity pass every ``<`` and ``>`` test below (``--time-budget nan`` would train forever)."""
+    for section in ("model", "data", "train"):
+        node = getattr(cfg, section)
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise VitlabError(f"{section}.{f.name}: expected a finite number, got {value}")
+
+
 def validate(cfg: Config) -> None:
     """Reject values that cannot work, naming the option, before any data is read."""
+    _check_finite(cfg)
     m, t, d = cfg.model, cfg.train, cfg.data
     positive = {
         "model.img_size": m.img_size, "model.patch_size": m.patch_size, "model.dim": m.dim,
