@@ -22,6 +22,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitlab.config import image_hw
 from vitlab.models import create_model
 from vitlab.train.step import forward_backward, micro_batch_size
 
@@ -42,7 +43,7 @@ def flop_split(model: torch.nn.Module) -> dict[str, float]:
     """Forward MFLOPs of one 32-px image by part of the model."""
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.randn(1, 3, model.cfg.img_size, model.cfg.img_size))
+        model(torch.randn(1, 3, *image_hw(model.cfg.img_size)))
     counts = counter.get_flop_counts()
     total = counter.get_total_flops()
 
@@ -57,7 +58,7 @@ def flop_split(model: torch.nn.Module) -> dict[str, float]:
 def train_rate(model: torch.nn.Module, batch: int, repeats: int) -> tuple[float, float]:
     """(training FLOPs per image, median seconds per step) of vitlab's training step at ``batch``."""
     model.train()
-    x, y = torch.randn(batch, 3, model.cfg.img_size, model.cfg.img_size), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(batch, 3, *image_hw(model.cfg.img_size)), torch.randint(0, 10, (batch,))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     micro = micro_batch_size(0, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:

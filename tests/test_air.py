@@ -19,7 +19,7 @@ SMALL_AIR = dict(stem_channels=8, dim=32, heads=2, depth=1, mlp_dim=64, bn_group
 def test_air_presets_make_49_tokens_and_attention_maps(name):
     model = create_model(name, num_classes=10).eval()
     x = torch.randn(2, 3, 32, 32)
-    logits, maps = model(x, return_attention=True)
+    logits, maps = model.forward_attention(x)
     assert logits.shape == (2, 10) and len(maps) == 3 and maps[0].shape == (2, 4, 49, 49)
     assert torch.allclose(model(x), logits, atol=1e-5)
 

@@ -33,6 +33,10 @@ def test_train_writes_metrics_checkpoints_and_summary(run_dir):
     for key in ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"):
         assert key in lines[0], key
     assert lines[1]["step"] == 2 * 6  # 360 training images in batches of 64
+    assert [len(r["step_loss"]) for r in lines] == [6, 6]  # every step's training loss, for the curves
+    sizes = [64] * 5 + [40]
+    weighted = sum(loss * n for loss, n in zip(lines[0]["step_loss"], sizes)) / 360
+    assert weighted == pytest.approx(lines[0]["train_loss"], rel=1e-4)
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("test_acc", "test_loss", "val_acc", "train_seconds", "epochs", "params", "images_per_s", "config"):
         assert key in summary, key
@@ -188,3 +192,53 @@ def test_overwrite_replaces_a_run_and_keeps_other_files(small_cifar, tmp_path, c
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1]  # the old run's epochs are gone, not appended to
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_classifier_is_the_one_inference_path(run_dir, small_cifar, capsys):
+    """``Classifier`` gives what ``vitlab eval`` and ``vitlab predict`` print, and embeddings and attention maps."""
+    from vitlab.data.dataset import load_data
+    from vitlab.inference import Classifier
+
+    clf = Classifier.from_checkpoint(run_dir / "best.pt", "cpu", tta="none")
+    assert clf.classes[0] == "airplane" and clf.device.type == "cpu" and not clf.model.training
+    data = load_data(clf.config.data, clf.config.model.img_size, clf.config.train.seed, verbose=False)
+    result = clf.evaluate(data.test)
+    assert main(["eval", str(run_dir / "best.pt"), "--data", str(small_cifar), "--tta", "none"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {k: printed[k] for k in result} == pytest.approx(result)
+    for key in ("top5", "macro_f1", "balanced_accuracy", "ece"):
+        assert 0.0 <= printed[key] <= 1.0, key
+    images = data.test.images[:4]
+    probs = clf.predict(images)
+    assert probs.shape == (4, 10) and torch.allclose(probs.sum(1), torch.ones(4))
+    logits, emb = clf.embed(images)
+    assert emb.shape == (4, clf.config.model.dim) and torch.allclose(logits.softmax(1), probs, atol=1e-5)
+    heat_logits, heat = clf.attention(images)
+    assert heat["rollout"].shape == (4, 32, 32) and torch.allclose(heat_logits, logits, atol=1e-4)
+    assert float(heat["last"].min()) == 0.0 and float(heat["last"].max()) == 1.0
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    from vitlab.analysis.calibrate import fit_temperature
+
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 10, generator=g) * 2
+    labels = torch.multinomial(true_logits.softmax(1), 1, generator=g).flatten()
+    assert fit_temperature(true_logits * 4.0, labels) == pytest.approx(4.0, rel=0.1)  # 4x overconfident
+
+
+def test_calibrate_writes_a_new_checkpoint_and_keeps_the_ranking(run_dir, tmp_path, capsys):
+    from vitlab.inference import Classifier
+
+    before = (run_dir / "best.pt").read_bytes()
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", str(run_dir / "best.pt"), "--out", str(out)]) == 0
+    assert "temperature" in capsys.readouterr().out and (run_dir / "best.pt").read_bytes() == before
+    plain = Classifier.from_checkpoint(run_dir / "best.pt", "cpu", tta="none")
+    calibrated = Classifier.from_checkpoint(out, "cpu", tta="none")
+    assert calibrated.temperature != 1.0 and "optimizer" not in read_checkpoint(out)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(plain.logits(x).argmax(1), calibrated.logits(x).argmax(1))
+    torch.testing.assert_close(calibrated.logits(x), plain.logits(x) / calibrated.temperature)
+    assert main(["calibrate", str(out), "--out", str(out)]) == 2
+    assert "is the input checkpoint" in capsys.readouterr().err

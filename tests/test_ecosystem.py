@@ -1,5 +1,5 @@
 """What users of timm and Hugging Face expect: activation checkpointing, fp16 with a gradient scaler,
-class-weighted loss, TensorBoard logging."""
+class-weighted loss, TensorBoard logging, non-square images."""
 
 import json
 
@@ -7,9 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from PIL import Image
+
 from vitlab.cli import main
+from vitlab.config import Config, set_value, validate
+from vitlab.data.images import fit_image
 from vitlab.errors import VitlabError
 from vitlab.models import create_model
+from vitlab.models.pretrained import resample_pos_embed
 from vitlab.train import read_checkpoint
 from vitlab.train.step import class_weights, forward_backward
 
@@ -102,3 +107,84 @@ def test_tensorboard_logs_the_metrics_fields(small_cifar, tmp_path):
     val = events.Scalars("val_acc")
     assert [e.step for e in val] == [r["step"] for r in records]
     assert [e.value for e in val] == pytest.approx([r["val_acc"] for r in records])
+
+
+@pytest.mark.parametrize("value,expected", [("32x48", [32, 48]), ("48,32", [48, 32]), ("32x32", 32), (" 24 ", 24),
+                                            ([16, 40], [16, 40]), ([32, 32], 32), (64, 64)])
+def test_img_size_is_a_side_or_height_by_width(value, expected):
+    cfg = Config()
+    set_value(cfg, "model.img_size", value)
+    assert cfg.model.img_size == expected
+    assert Config.from_dict(cfg.to_dict()).model.img_size == expected  # as saved in config.yaml and checkpoints
+
+
+@pytest.mark.parametrize("value,why", [("32x", "height x width"), ("1x2x3", "height x width"), ([32.5, 8], "height x width"),
+                                       ("30x48", "does not divide"), ("32x0", "positive"), ("8x32", "at least 9 px"),
+                                       ("32x5000", "at most 4096")])
+def test_bad_img_sizes_are_refused_in_one_line(value, why):
+    cfg = Config()
+    if why == "at least 9 px":
+        set_value(cfg, "model.stem", "whiten")
+    with pytest.raises(VitlabError, match=why):
+        set_value(cfg, "model.img_size", value)
+        validate(cfg)
+
+
+@pytest.mark.parametrize("name", ["seed", "hybrid", "air-s", "vit-ti/4"])
+def test_every_model_runs_on_rectangular_images(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, img_size=[32, 48], depth=2).eval()
+    rows, cols = model.grid_size
+    p = model.cfg.patch_size
+    assert (rows, cols) == ((7, 11) if name == "air-s" else (32 // p, 48 // p))
+    assert model.pos_embed.shape[1] == rows * cols + model.num_prefix_tokens
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        logits, maps = model.forward_attention(x)
+        features = model.forward_features(x)
+    assert logits.shape == (2, 10) and torch.allclose(logits, model(x), atol=1e-5)
+    assert features.shape == (2, rows * cols + model.num_prefix_tokens, model.cfg.dim)
+    assert maps[0].shape[-1] == rows * cols + model.num_prefix_tokens
+
+
+def test_position_embedding_resampling_to_a_rectangular_grid():
+    torch.manual_seed(0)
+    cols = torch.arange(4.0).repeat(4)  # a 4x4 grid whose value is the column index
+    pe = torch.cat([torch.randn(1, 1, 2), torch.stack([cols, torch.zeros(16)], -1)[None]], dim=1)  # (1, 17, 2)
+    wide = resample_pos_embed(pe, (4, 7), 1)
+    assert wide.shape == (1, 1 + 28, 2) and torch.equal(wide[:, 0], pe[:, 0])
+    grid = wide[0, 1:, 0].reshape(4, 7)
+    assert torch.allclose(grid, grid[:1].expand(4, 7), atol=1e-5)  # rows stay alike: the columns were stretched
+    assert (grid[0, 1:] >= grid[0, :-1] - 1e-5).all() and grid[0, -1] > grid[0, 0]  # still rising left to right
+    back = resample_pos_embed(wide, 4, 1, old_grid=(4, 7))
+    assert back.shape == pe.shape
+    assert resample_pos_embed(wide, (4, 7), 1, old_grid=(4, 7)) is wide
+    with pytest.raises(VitlabError, match="not a 5 x 5 grid"):
+        resample_pos_embed(pe, 3, 1, old_grid=(5, 5))
+
+
+def test_images_are_cropped_to_the_aspect_ratio_then_resized():
+    img = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    img[:, :10] = 255  # a white band at the top, cut off by a 1:2 (height:width) crop of the centre
+    out = fit_image(img, [20, 40])
+    assert out.shape == (3, 20, 40) and out.max() == 0
+    assert fit_image(img, [40, 20]).float().mean() > 0  # a 2:1 crop keeps the full height, band included
+    strip = torch.full((3, 1, 300_000), 7, dtype=torch.uint8)  # an extreme aspect ratio stays cheap
+    assert torch.equal(fit_image(strip, 32), torch.full((3, 32, 32), 7, dtype=torch.uint8))
+
+
+def test_square_checkpoint_fine_tunes_on_rectangular_images(small_cifar, tmp_path):
+    square = tmp_path / "square"
+    assert main(["train", "--data", str(small_cifar), "--epochs", "1", "--out", str(square), *FAST]) == 0
+    wide = tmp_path / "wide"
+    assert main(["finetune", "--weights", str(square / "best.pt"), "--data", str(small_cifar), "--img-size", "32x48",
+                 "--epochs", "1", "--batch-size", "64", "--out", str(wide), "--no-report"]) == 0
+    state = read_checkpoint(wide / "best.pt")
+    assert state["config"]["model"]["img_size"] == [32, 48]
+    assert state["model"]["pos_embed"].shape[1] == 1 + 8 * 12
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (300, 120), (200, 30, 30)).save(photo)
+    assert main(["predict", str(wide / "best.pt"), str(photo), "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["attention", str(wide / "best.pt"), str(photo), "--out", str(tmp_path / "att")]) == 0
+    assert (tmp_path / "att" / "photo_attention.png").is_file()
+    assert main(["eval", str(wide / "best.pt"), "--data", str(small_cifar)]) == 0

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from vitlab.cli import main
-from vitlab.config import Config
+from vitlab.config import Config, image_hw
 from vitlab.models import create_model
 from vitlab.train import load_checkpoint, save_checkpoint
 
@@ -89,10 +89,11 @@ def _paper_checkpoint(tmp_path, **overrides):
     return model
 
 
-def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path):
+@pytest.mark.parametrize("size", [32, [32, 48]], ids=["square", "rectangular"])
+def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path, size):
     from transformers import ViTForImageClassification
 
-    model = _paper_checkpoint(tmp_path)
+    model = _paper_checkpoint(tmp_path, img_size=size)
     (tmp_path / "summary.json").write_text(json.dumps(
         {"test_acc": 0.8123, "test_n": 10000, "val_acc": 0.8, "train_seconds": 600.0, "epochs": 5.9, "device": "cpu",
          "tta": "none"}))
@@ -100,38 +101,39 @@ def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path):
     assert main(["export", str(tmp_path / "m.pt"), "--format", "hf", "--out", str(out)]) == 0
     hf = ViTForImageClassification.from_pretrained(out).eval()
     assert hf.config.id2label == {0: "cat", 1: "dog", 2: "=cmd"}
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(4, 3, *image_hw(size))
     with torch.no_grad():
         assert torch.allclose(hf(pixel_values=x).logits, model(x), atol=1e-4)
     assert "81.23%" in (out / "README.md").read_text()
     assert json.loads((out / "preprocessor_config.json").read_text())["image_mean"] == [0.4, 0.5, 0.6]
     # ... and back into vitlab through the importer: the same logits again
-    from vitlab.models.pretrained import apply_pretrained, load_pretrained
+    from vitlab.models.pretrained import load_pretrained
 
     back = load_pretrained(str(out))
-    assert back.mean == (0.4, 0.5, 0.6)
-    rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps).eval()
+    assert back.mean == (0.4, 0.5, 0.6) and back.config.img_size == size
+    rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps, img_size=size).eval()
     rebuilt.load_state_dict(back.state)
     with torch.no_grad():
         assert torch.allclose(rebuilt(x), model(x), atol=1e-4)
 
 
-@pytest.mark.parametrize("pool", ["cls", "mean"])
-def test_timm_export_builds_the_same_model_in_timm(tmp_path, pool):
+@pytest.mark.parametrize("pool,size", [("cls", 32), ("mean", 32), ("cls", [48, 32])])
+def test_timm_export_builds_the_same_model_in_timm(tmp_path, pool, size):
     from vitlab.interop import timm_model
 
-    model = _paper_checkpoint(tmp_path, pool=pool)
+    model = _paper_checkpoint(tmp_path, pool=pool, img_size=size)
     out = tmp_path / "m-timm.safetensors"
     assert main(["export", str(tmp_path / "m.pt"), "--format", "timm", "--out", str(out)]) == 0
     theirs = timm_model(str(out))
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(4, 3, *image_hw(size))
     with torch.no_grad():
         assert torch.allclose(theirs(x), model(x), atol=1e-4)
     if pool == "cls":  # timm -> vitlab through the importer
         from vitlab.models.pretrained import load_pretrained
 
         back = load_pretrained(str(out), heads=model.cfg.heads)
-        rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps).eval()
+        assert back.config.img_size == size
+        rebuilt = create_model("vit-ti/4", num_classes=3, depth=2, norm_eps=back.config.norm_eps, img_size=size).eval()
         rebuilt.load_state_dict(back.state)
         with torch.no_grad():
             assert torch.allclose(rebuilt(x), model(x), atol=1e-4)

@@ -23,11 +23,16 @@ def test_bf16_autocast_step_gives_fp32_loss_and_gradients():
     assert abs(ref.item() - loss.item()) < 0.05  # bf16 rounding, same computation
 
 
-def test_training_run_with_bf16_and_compile(small_cifar, tmp_path):
+def test_training_run_with_bf16_and_compile(small_cifar, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["train", "--data", str(small_cifar), "--out", str(out), *FAST,
             "--set", "train.precision=bf16", "--set", "train.compile=true"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["train"]["compile"] is True and 0 <= summary["test_acc"] <= 1
-    assert main(["eval", str(out / "best.pt")]) == 0  # the compiled run's checkpoint loads into a plain model
+    assert summary["config"]["train"]["compile"] is True
+    capsys.readouterr()
+    # The compiled run's checkpoint loads into a plain model that scores the test set as the run did (to one
+    # image: compiled and eager kernels may round differently).
+    assert main(["eval", str(out / "best.pt")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == summary["test_n"] and abs(result["accuracy"] - summary["test_acc"]) <= 1 / result["n"] + 1e-9

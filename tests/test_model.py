@@ -5,7 +5,7 @@ import torch.nn.functional as F
 import vitlab
 from vitlab.errors import VitlabError
 from vitlab.models.dropout import Dropout
-from vitlab.models import create_model, patchify, preset_config
+from vitlab.models import available_presets, create_model, patchify, preset_config
 
 
 def seed_patch_generator(img: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_shapes_and_attention_maps(name):
     tokens = 1 + (cfg.img_size // cfg.patch_size) ** 2
     logits = model(x)
     assert logits.shape == (3, 7)
-    logits2, maps = model(x, return_attention=True)
+    logits2, maps = model.forward_attention(x)
     assert len(maps) == cfg.depth
     for m in maps:
         assert m.shape == (3, cfg.heads, tokens, tokens)
@@ -51,7 +51,7 @@ def test_fused_and_manual_attention_give_same_logits(overrides):
     model = create_model("seed", **overrides).eval()
     x = torch.randn(4, 3, 32, 32)
     fused = model(x)
-    manual, _ = model(x, return_attention=True)
+    manual, _ = model.forward_attention(x)
     assert torch.allclose(fused, manual, atol=1e-5, rtol=0)
 
 
@@ -147,3 +147,44 @@ def test_class_token_shortcut_gives_the_full_encoders_logits_and_gradients(overr
     assert grads[0].keys() == grads[1].keys()
     for name, g in grads[1].items():
         torch.testing.assert_close(grads[0][name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+PRESET_NAMES = [name.removesuffix("[/P]") for name in available_presets()]
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_every_preset_forward_backward_attention_and_checkpoint(name, tmp_path):
+    """timm's test matrix for vitlab: every preset at its default patch, cut to one or two blocks."""
+    from vitlab.config import Config, image_hw
+    from vitlab.train import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, depth=min(preset_config(name).depth, 2)).train()
+    x = torch.randn(2, 3, *image_hw(model.cfg.img_size))
+    logits = model(x)
+    assert logits.shape == (2, 5)
+    logits.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        plain = model(x)
+        with_maps, maps = model.forward_attention(x)
+    tokens = model.grid_size[0] * model.grid_size[1] + model.num_prefix_tokens
+    assert len(maps) == model.cfg.depth and maps[0].shape == (2, model.cfg.heads, tokens, tokens)
+    torch.testing.assert_close(with_maps, plain, atol=1e-4, rtol=1e-4)
+    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
+                    {"classes": list("abcde"), "mean": [0.5] * 3, "std": [0.25] * 3})
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), plain)
+
+
+def test_return_attention_flag_is_deprecated_but_still_works():
+    torch.manual_seed(0)
+    model = create_model("seed", depth=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(FutureWarning, match="forward_attention"):
+        logits, maps = model(x, return_attention=True)
+    assert torch.equal(logits, model.forward_attention(x)[0]) and len(maps) == 2
+    assert isinstance(model(x), torch.Tensor)

@@ -1,6 +1,8 @@
 """The HTML report of a short real run: figures, tables and numbers that agree with summary.json."""
 
+import base64
 import csv
+import io
 import json
 import re
 import shutil
@@ -13,9 +15,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, to_heatmap
+from vitlab.analysis.metrics import classification_metrics
 from vitlab.cli import main
 
-FIGURES = ("curves.png", "confusion_matrix.png", "tsne.png", "attention.png", "misclassified.png")
+FIGURES = ("curves.png", "confusion_matrix.png", "tsne.png", "attention.png", "misclassified.png", "reliability.png")
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +76,8 @@ def test_html_holds_every_section_and_the_summary_numbers(reported_run):
         assert header in table
     assert f"{summary['test_acc']:.2%}" in table and f"{summary['test_loss']:.3f}" in table
     assert f"{summary['val_acc']:.2%}" in table
-    for heading in ("Loss and accuracy", "Confusion matrix", "Most confused pairs", "t-SNE", "Attention maps",
-                    "Misclassified examples", "Config"):
+    for heading in ("Loss and accuracy", "Confusion matrix", "Most confused pairs", "Beyond accuracy", "t-SNE",
+                    "Attention maps", "Misclassified examples", "Config"):
         assert heading in page, heading
 
 
@@ -112,7 +115,7 @@ def test_rollout_multiplies_through_the_layers():
     roll = attention_rollout([b, a])
     assert roll[0, 1] > 0 and roll[0, 0] > 0  # patch 1 and, through it, patch 2
     assert last_layer_cls_attention([b, a])[0].tolist() == [1.0, 0.0, 0.0]
-    heat = to_heatmap(torch.tensor([[0.0, 1.0, 2.0, 3.0]]), 8)
+    heat = to_heatmap(torch.tensor([[0.0, 1.0, 2.0, 3.0]]), (2, 2), (8, 8))
     assert heat.shape == (1, 8, 8) and heat.min() == 0 and heat.max() == 1
 
 
@@ -133,3 +136,47 @@ def test_report_loads_in_headless_chromium(reported_run, tmp_path):
     m = re.search(r'data-loaded="(\d+)/(\d+)"', res.stdout)
     assert m, res.stderr[-2000:]
     assert m.group(1) == m.group(2) == str(len(FIGURES))
+
+
+def test_calibration_balance_and_collapse_metrics():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)
+    preds = labels.copy()
+    wrong = rng.choice(200, 60, replace=False)
+    preds[wrong] = (labels[wrong] + 1) % 10
+    probs = np.full((200, 10), 0.01)
+    probs[wrong, labels[wrong]] = 0.05  # the true class second when wrong: always in the top 5
+    probs[np.arange(200), preds] = 0.9  # right 70% of the time, always 90% sure
+    m = classification_metrics(probs, labels)
+    assert m["accuracy"] == pytest.approx(0.7) and m["top5"] == 1.0
+    assert m["ece"] == pytest.approx(0.2)  # every image in one bin: |0.9 - 0.7|
+    assert m["balanced_accuracy"] == pytest.approx(0.7)  # equal classes: the mean recall is the accuracy
+    assert [b["count"] for b in m["calibration"] if b["count"]] == [200]
+    assert m["collapse"] is None
+    piled = np.zeros((200, 10))
+    piled[:, 3] = 1.0
+    collapsed = classification_metrics(piled, labels)
+    assert "class 3 takes 100%" in collapsed["collapse"] and "9 of 10 classes are never predicted" in collapsed["collapse"]
+    assert collapsed["macro_f1"] < 0.05 and collapsed["balanced_accuracy"] == pytest.approx(0.1)
+
+
+def test_compare_overlays_runs_and_highlights_config_differences(small_cifar, tmp_path, capsys):
+    fast = ["--no-report", "--model", "seed", "--set", "model.depth=1", "--batch-size", "64", "--epochs", "2"]
+    runs = []
+    for lr in ("1e-3", "3e-3"):
+        runs.append(tmp_path / f"lr{lr}")
+        assert main(["train", "--data", str(small_cifar), "--out", str(runs[-1]), *fast, "--lr", lr]) == 0
+    out = tmp_path / "cmp.html"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "lr1e-3" in page and "lr3e-3" in page and "http" not in page
+    diff_rows = re.findall(r'<tr class="diff"><td>([^<]+)</td>', page)
+    assert "train.lr" in diff_rows and "model.depth" not in diff_rows
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1))
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+    for summary in (json.loads((r / "summary.json").read_text()) for r in runs):
+        assert f"{summary['test_acc']:.2%}" in page
+    capsys.readouterr()
+    assert main(["compare", str(runs[0]), str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "nowhere: run folder not found" in capsys.readouterr().err
+    assert main(["compare", str(runs[0]), "--out", str(out)]) == 2

@@ -11,6 +11,7 @@ from vitlab.config import DataConfig
 from vitlab.data import folder as folder_module
 from vitlab.data import load_data
 from vitlab.data.stream import FileImages
+from vitlab.errors import VitlabError
 from vitlab.train import read_checkpoint
 
 ARGS = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--epochs", "2", "--seed", "0", "--no-report"]
@@ -60,7 +61,7 @@ def test_unreadable_files_are_skipped_and_listed_when_streaming(small_cifar, tmp
     data = load_data(DataConfig(source=str(root), storage="disk", workers=2), 32, seed=0, verbose=False)
     assert len(data.train) + len(data.val) == 400
     assert any("broken.jpg" in msg for msg in data.skipped)
-    with pytest.raises(Exception, match="broken.jpg"):
+    with pytest.raises(VitlabError, match=r"broken.jpg.*\(data.strict is on\)"):
         load_data(DataConfig(source=str(root), storage="disk", strict=True, cache_dir=str(tmp_path / "c2")),
                   32, seed=0, verbose=False)
 

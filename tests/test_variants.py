@@ -19,7 +19,7 @@ HYBRID = dict(stem="conv", patch_size=8, stem_channels=16, dim=64, heads=4, dept
 def test_hybrid_shapes_maps_and_embeddings(pool, tokens):
     model = create_model("seed", num_classes=5, pool=pool, **HYBRID).eval()
     x = torch.randn(3, 3, 32, 32)
-    logits, maps = model(x, return_attention=True)
+    logits, maps = model.forward_attention(x)
     assert logits.shape == (3, 5) and len(maps) == 2 and maps[0].shape == (3, 4, tokens, tokens)
     assert torch.allclose(model(x), logits, atol=1e-5)  # fused and manual attention agree
     assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (3, 64)

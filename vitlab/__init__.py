@@ -2,6 +2,7 @@
 
 from vitlab.config import Config, DataConfig, ModelConfig, TrainConfig
 from vitlab.errors import VitlabError
+from vitlab.inference import Classifier
 from vitlab.models import VisionTransformer, create_model
 from vitlab.train.checkpoint import load_checkpoint
 
@@ -9,5 +10,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config", "DataConfig", "ModelConfig", "TrainConfig", "VitlabError",
-    "VisionTransformer", "create_model", "load_checkpoint", "__version__",
+    "VisionTransformer", "create_model", "load_checkpoint", "Classifier", "__version__",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitlab.config import ModelConfig
+from vitlab.config import ModelConfig, image_hw
 from vitlab.data.augment import BatchTransform
 from vitlab.errors import VitlabError
 from vitlab.models import create_model, preset_config
@@ -89,7 +89,7 @@ def compare(case: Case, repeats: int, steps: int = 1, warmup: int = 2) -> dict:
     # The seed's attention has no output projection; timm's always has one. Compare like with like.
     cfg.attn_proj = True
     torch.manual_seed(0)
-    x = torch.randn(case.batch_size, 3, cfg.img_size, cfg.img_size)
+    x = torch.randn(case.batch_size, 3, *image_hw(cfg.img_size))
     y = torch.randint(0, cfg.num_classes, (case.batch_size,))
     fields = {k: getattr(cfg, k) for k in ("img_size", "patch_size", "dim", "depth", "heads", "mlp_dim", "dropout", "attn_proj")}
     ours = create_model(case.model, num_classes=cfg.num_classes, **fields)

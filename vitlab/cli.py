@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value
+from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value, size_label
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.models.presets import available_presets, preset_config
 
@@ -18,13 +18,9 @@ if TYPE_CHECKING:
     from vitlab.models.pretrained import Pretrained
 
 
-def _add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model; writes checkpoints, metrics and a summary to --out")
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags ``train`` and ``finetune`` share, declared once."""
     p.add_argument("--data", help="cifar10, cifar100, or an ImageFolder root with train/ and test/ (default: cifar10)")
-    p.add_argument("--model", help=f"model preset: {', '.join(available_presets())} (default: seed)")
-    p.add_argument("--config", help="YAML file with model/data/train sections (a preset from configs/)")
-    p.add_argument("--out", help="run folder for checkpoints, metrics.jsonl and summary.json")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     p.add_argument("--epochs", type=int, help="number of epochs (default 10, or unlimited with --time-budget)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop training after this many seconds; the learning-rate schedule is fitted to it")
@@ -32,7 +28,6 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--balanced", action="store_true", help="class-balanced sampling (the seed's WeightedRandomSampler)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set model.dim=256 --set train.label_smoothing=0.1")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (vitlab report makes it later)")
@@ -41,29 +36,29 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                    help="also log the metrics to TensorBoard in RUN_DIR/tensorboard (pip install 'vitlab[tensorboard]')")
 
 
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model; writes checkpoints, metrics and a summary to --out")
+    _add_run_flags(p)
+    p.add_argument("--model", help=f"model preset: {', '.join(available_presets())} (default: seed)")
+    p.add_argument("--config", help="YAML file with model/data/train sections (a preset from configs/)")
+    p.add_argument("--out", help="run folder for checkpoints, metrics.jsonl and summary.json")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--balanced", action="store_true", help="class-balanced sampling (the seed's WeightedRandomSampler)")
+
+
 def _add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune pretrained ViT weights (timm, Hugging Face, original .npz)")
+    _add_run_flags(p)
     p.add_argument("--weights", required=True, metavar="SOURCE",
                    help="timm:MODEL_NAME, a timm .safetensors/.pth/.bin state dict, a Hugging Face ViT directory "
                         "(config.json + model.safetensors), or an original vision_transformer .npz")
-    p.add_argument("--data", help="cifar10, cifar100, or an ImageFolder root with train/ and test/ (default: cifar10)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--model", help="the weights' paper size, e.g. vit-b/16: checked against them, and gives the head "
                                    "count that a timm state dict does not record")
-    p.add_argument("--img-size", type=int, help="train at this resolution (default: the weights' own); the position "
-                                                "embedding is resampled to the new grid")
+    p.add_argument("--img-size", metavar="SIZE", help="train at this resolution, a side or HEIGHTxWIDTH (e.g. 224 or "
+                                                      "224x320; default: the weights' own); the position embedding "
+                                                      "is resampled to the new grid")
     p.add_argument("--freeze-backbone", action="store_true", help="train the new head alone (a linear probe)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--time-budget", type=float, metavar="SECONDS")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (otherwise refused)")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also log the metrics to TensorBoard in RUN_DIR/tensorboard (pip install 'vitlab[tensorboard]')")
 
 
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +107,37 @@ def _add_attention_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_explain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="class-specific explanations of any images (Grad-CAM, gradient-weighted "
+                                       "rollout, rollout, attention), one PNG each")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders")
+    p.add_argument("--out", required=True, help="folder for one PNG per image")
+    p.add_argument("--method", choices=("grad-rollout", "gradcam", "rollout", "attention"), default="grad-rollout",
+                   help="default %(default)s (Chefer et al., 2021); rollout and attention do not depend on the class")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted one)")
+    p.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean",
+                   help="how rollout and attention combine the heads (default %(default)s; the gradient methods "
+                        "weigh the heads by their gradients instead)")
+    p.add_argument("--discard", type=float, default=0.0,
+                   help="rollout only: share of the lowest attention weights to drop in each layer (e.g. 0.9)")
+    p.add_argument("--device", default="auto")
+
+
+def _add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit a softmax temperature on the validation split; write a new checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="the calibrated checkpoint to write (never the input)")
+    p.add_argument("--data", help="data source with the validation split (default: the run's own)")
+    p.add_argument("--device", default="auto")
+
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="several runs in one HTML page: results, overlaid curves, configs side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="HTML file to write")
+
+
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a checkpoint's model to a portable file")
     p.add_argument("checkpoint")
@@ -144,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_parser(sub)
     _add_report_parser(sub)
     _add_attention_parser(sub)
+    _add_explain_parser(sub)
+    _add_calibrate_parser(sub)
+    _add_compare_parser(sub)
     _add_export_parser(sub)
     _add_bench_parser(sub)
     return parser
@@ -153,6 +182,15 @@ def _version() -> str:
     from vitlab import __version__
 
     return __version__
+
+
+def run_flag_values(args: argparse.Namespace) -> dict[str, object]:
+    """The config fields that ``_add_run_flags``' flags set (None where a flag was not given)."""
+    return {
+        "data.source": args.data, "train.epochs": args.epochs, "train.time_budget": args.time_budget,
+        "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
+        "train.device": args.device, "train.tensorboard": True if args.tensorboard else None,
+    }
 
 
 def apply_overrides(cfg: Config, flags: dict[str, object], sets: list[str]) -> Config:
@@ -183,12 +221,7 @@ def train_config(args: argparse.Namespace) -> Config:
         apply_mapping(cfg, load_yaml(args.config), f"--config {args.config}")
     if args.model:
         cfg.model = preset_config(args.model)
-    flags = {
-        "data.source": args.data, "train.epochs": args.epochs, "train.time_budget": args.time_budget,
-        "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
-        "train.device": args.device, "data.balanced": True if args.balanced else None,
-        "train.tensorboard": True if args.tensorboard else None,
-    }
+    flags = {**run_flag_values(args), "data.balanced": True if args.balanced else None}
     return apply_overrides(cfg, flags, args.set)
 
 
@@ -238,11 +271,8 @@ def finetune_config(args: argparse.Namespace) -> tuple[Config, Pretrained]:
         set_value(cfg, key, value)
     cfg.data.mean, cfg.data.std = list(pre.mean), list(pre.std)
     flags = {
-        "data.source": args.data, "model.img_size": args.img_size, "train.epochs": args.epochs,
-        "train.time_budget": args.time_budget, "train.batch_size": args.batch_size, "train.lr": args.lr,
-        "train.seed": args.seed, "train.device": args.device, "train.init_weights": args.weights,
+        **run_flag_values(args), "model.img_size": args.img_size, "train.init_weights": args.weights,
         "train.freeze_backbone": True if args.freeze_backbone else None,
-        "train.tensorboard": True if args.tensorboard else None,
     }
     return apply_overrides(cfg, flags, args.set), pre
 
@@ -250,7 +280,7 @@ def finetune_config(args: argparse.Namespace) -> tuple[Config, Pretrained]:
 def cmd_finetune(args: argparse.Namespace) -> int:
     cfg, pre = finetune_config(args)
     print(f"weights: {args.weights}: ViT dim {cfg.model.dim}, depth {cfg.model.depth}, heads {cfg.model.heads}, "
-          f"patch {cfg.model.patch_size}, training at {cfg.model.img_size} px"
+          f"patch {cfg.model.patch_size}, training at {size_label(cfg.model.img_size)} px"
           f"{', backbone frozen (linear probe)' if cfg.train.freeze_backbone else ''}")
     train_and_report(cfg, Path(args.out), resume=False, report=not args.no_report, pretrained=pre,
                      overwrite=args.overwrite)
@@ -258,42 +288,40 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vitlab.data.augment import BatchTransform
     from vitlab.data.dataset import load_data
-    from vitlab.train.checkpoint import load_checkpoint
-    from vitlab.train.evaluate import evaluate
-    from vitlab.train.step import infer_chunk_size
-    from vitlab.train.trainer import resolve_device
+    from vitlab.inference import Classifier
 
-    device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, device)
-    cfg: Config = meta["config"]
+    clf = Classifier.from_checkpoint(args.checkpoint, args.device, batch_size=args.batch_size, tta=args.tta)
+    cfg: Config = clf.config
     data_cfg = dataclasses.replace(cfg.data, source=args.data or cfg.data.source)
     # The training seed reproduces the training run's validation hold-out.
     data = load_data(data_cfg, cfg.model.img_size, cfg.train.seed)
-    if data.classes != meta["classes"]:
+    if data.classes != clf.classes:
         raise VitlabError(
-            f"{args.checkpoint}: trained on {len(meta['classes'])} classes {meta['classes'][:5]}..., "
+            f"{args.checkpoint}: trained on {len(clf.classes)} classes {clf.classes[:5]}..., "
             f"but --data {data_cfg.source} has {len(data.classes)} classes {data.classes[:5]}..."
         )
     split = getattr(data, args.split)
     if split is None:
         raise VitlabError(f"--split {args.split}: {data_cfg.source} has no validation split (data.val_fraction is 0)")
-    transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=device)
-    tta = args.tta or cfg.train.tta
-    result = evaluate(model, split, transform, infer_chunk_size(args.batch_size, device), device, tta)
-    views = f" ({tta} test-time augmentation)" if tta != "none" else ""
+    result = clf.scores(split)
+    views = f" ({clf.tta} test-time augmentation)" if clf.tta != "none" else ""
     print(f"{args.split}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on {result['n']} images{views}")
+    top5 = f"top-5 {result['top5']:.2%}, " if "top5" in result else ""
+    print(f"{args.split}: {top5}macro-F1 {result['macro_f1']:.4f}, balanced accuracy {result['balanced_accuracy']:.2%}, "
+          f"expected calibration error {result['ece']:.4f}")
+    if result["collapse"]:
+        print(f"vitlab: warning: {result['collapse']}", file=sys.stderr)
+    result.pop("calibration")
     print(json.dumps(result))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitlab.predict import predict
-    from vitlab.train.trainer import resolve_device
 
     predict(args.checkpoint, args.paths, out=args.out, top_k=args.top_k, batch_size=args.batch_size,
-            device=str(resolve_device(args.device)), tta=args.tta)
+            device=args.device, tta=args.tta)
     return 0
 
 
@@ -311,8 +339,38 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_attention(args: argparse.Namespace) -> int:
     from vitlab.analysis.attention_cli import attention_maps
 
+    from vitlab.data.images import display_path
+
     for path in attention_maps(args.checkpoint, args.images, Path(args.out), device=args.device):
-        print(path)
+        print(display_path(path))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from vitlab.analysis.attention_cli import explain_files
+    from vitlab.data.images import display_path
+
+    for path in explain_files(args.checkpoint, args.images, Path(args.out), method=args.method,
+                              class_name=args.class_name, fusion=args.head_fusion, discard=args.discard,
+                              device=args.device):
+        print(display_path(path))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from vitlab.analysis.calibrate import calibrate
+
+    r = calibrate(args.checkpoint, args.out, data=args.data, device=args.device)
+    print(f"calibrate: temperature {r['temperature']:.3f} fitted on {r['n']} validation images: expected calibration "
+          f"error {r['ece_before']:.4f} -> {r['ece_after']:.4f}, loss {r['nll_before']:.4f} -> {r['nll_after']:.4f}; "
+          f"wrote {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vitlab.analysis.compare import compare_runs
+
+    print(f"compare: {compare_runs(args.run_dirs, args.out)}")
     return 0
 
 
@@ -368,7 +426,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-            "attention": cmd_attention, "export": cmd_export, "bench": cmd_bench}
+            "explain": cmd_explain, "calibrate": cmd_calibrate, "compare": cmd_compare, "attention": cmd_attention, "export": cmd_export, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,21 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
 from vitlab.errors import VitlabError
+
+# An image size: one side for square images, or [height, width] (YAML list, or "HxW" / "H,W" on the command line).
+ImageSize = Union[int, list[int]]
+MAX_IMAGE_SIDE = 4096  # bounds every per-image buffer whatever a config or checkpoint claims
+# Bounds on sizes, so that no config or checkpoint can ask for absurd memory (ViT-H/14 is 632M parameters).
+MAX_PARAMS = 4_000_000_000
+MAX_TOKENS = 16384  # attention's memory grows with the square of the token count
+MAX_SIZES = {"model.depth": 1024, "model.dim": 16384, "model.mlp_dim": 65536, "model.heads": 1024,
+             "model.num_classes": 1_000_000, "model.in_chans": 64, "model.stem_channels": 4096, "model.bn_group": 65536,
+             "train.batch_size": 1_000_000, "train.micro_batch": 1_000_000, "train.eval_batch_size": 1_000_000}
 
 
 @dataclass
@@ -25,7 +35,9 @@ class ModelConfig:
     """Architecture of a Vision Transformer. Defaults are the seed's exact hyper-parameters."""
 
     preset: str = "seed"
-    img_size: int = 32
+    # Square side in pixels, or [height, width] for rectangular images (token grids and position embeddings
+    # follow; a square checkpoint fine-tunes on rectangular images by resampling its position embedding).
+    img_size: ImageSize = 32
     patch_size: int = 4
     in_chans: int = 3
     num_classes: int = 10
@@ -176,8 +188,39 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
 
 
+def image_hw(size: ImageSize) -> tuple[int, int]:
+    """(height, width) of an image size given as one side or [height, width]."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_label(size: ImageSize) -> str:
+    """``32`` for a square size, ``32x48`` (height x width) for a rectangular one."""
+    h, w = image_hw(size)
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def parse_image_size(value: Any, key: str) -> ImageSize:
+    """``32``, ``"32"``, ``"32x48"``, ``"32,48"`` or ``[32, 48]`` -> 32 or [32, 48] (a square size stays one int)."""
+    items = value
+    if isinstance(value, str):
+        items = [v.strip() for v in value.lower().replace("x", ",").split(",")]
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    try:
+        if len(items) not in (1, 2) or any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer()
+                                           for v in items):
+            raise ValueError
+        sides = [int(v) for v in items]
+    except (TypeError, ValueError):
+        raise VitlabError(f"{key}: expected a side in pixels or height x width (e.g. 32 or 32x48), "
+                          f"got {value!r}") from None
+    return sides[0] if len(sides) == 1 or sides[0] == sides[1] else sides
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the field's declared type."""
+    if typ == ImageSize:
+        return parse_image_size(value, key)
     origin = typing.get_origin(typ)
     if origin is typing.Union:  # Optional[X]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -283,79 +326,124 @@ def _check_finite(cfg: Config) -> None:
                 raise VitlabError(f"{section}.{f.name}: expected a finite number, got {value}")
 
 
-def validate(cfg: Config) -> None:
-    """Reject values that cannot work, naming the option, before any data is read."""
+def validate_model(m: ModelConfig) -> None:
+    """The model section's rules alone (for an architecture read from pretrained weights)."""
+    _check_sizes(Config(model=m))
+    _check_model(m)
+
+
+def _check_sizes(cfg: Config) -> None:
+    """Each size under its bound, and the model's weight count (dominated by the blocks' matrices) under MAX_PARAMS."""
+    for key, bound in MAX_SIZES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value > bound:
+            raise VitlabError(f"{key}: expected at most {bound:,}, got {value:,}")
+    m = cfg.model
+    height, width = image_hw(m.img_size)
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise VitlabError(f"model.img_size: expected at most {MAX_IMAGE_SIDE} px a side, got {size_label(m.img_size)}")
+    tokens = (height // max(m.patch_size, 1)) * (width // max(m.patch_size, 1))
+    if tokens > MAX_TOKENS:
+        raise VitlabError(f"model.img_size / model.patch_size: {tokens:,} patch tokens, over the {MAX_TOKENS:,} "
+                          "attention can hold in memory")
+    params = (m.depth * (4 * m.dim * m.dim + 2 * m.dim * m.mlp_dim) + m.dim * m.num_classes
+              + m.in_chans * m.patch_size**2 * m.dim + (tokens + 1) * m.dim)  # + patch and position embeddings
+    if params > MAX_PARAMS:
+        raise VitlabError(f"model.depth / model.dim / model.mlp_dim: about {params:,} weights, over the "
+                          f"{MAX_PARAMS:,} vitlab builds")
+
+
+def validate(cfg: Config, *, check_files: bool = True) -> None:
+    """Reject values that cannot work, naming the option, before any data is read. ``check_files``: also check
+    that files the config names exist (off for a stored config, trained elsewhere)."""
     _check_finite(cfg)
-    m, t, d = cfg.model, cfg.train, cfg.data
-    positive = {
-        "model.img_size": m.img_size, "model.patch_size": m.patch_size, "model.dim": m.dim,
-        "model.depth": m.depth, "model.heads": m.heads, "model.mlp_dim": m.mlp_dim,
-        "model.num_classes": m.num_classes, "model.in_chans": m.in_chans,
-        "train.batch_size": t.batch_size,
-    }
+    _check_sizes(cfg)
+    _check_model(cfg.model)
+    _check_train(cfg.train, check_files)
+    _check_data(cfg.data, cfg.model)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise VitlabError(f"{key}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+
+
+def _check_range(key: str, value: float, low: float, high: float, what: str, *, high_open: bool = True) -> None:
+    """``low <= value < high`` (``<= high`` with ``high_open=False``)."""
+    if not (low <= value and (value < high if high_open else value <= high)):
+        raise VitlabError(f"{key}: expected {what} in [{low:g}, {high:g}{')' if high_open else ']'}, got {value}")
+
+
+def _check_model(m: ModelConfig) -> None:
+    height, width = image_hw(m.img_size)
+    positive = {"model.img_size": min(height, width), "model.patch_size": m.patch_size, "model.dim": m.dim,
+                "model.depth": m.depth, "model.heads": m.heads, "model.mlp_dim": m.mlp_dim,
+                "model.num_classes": m.num_classes, "model.in_chans": m.in_chans,
+                "model.stem_channels": m.stem_channels}
     for key, v in positive.items():
         if v <= 0:
             raise VitlabError(f"{key}: expected a positive integer, got {v}")
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise VitlabError(f"model.img_size: expected at most {MAX_IMAGE_SIDE} px a side, got {size_label(m.img_size)}")
+    _check_choice("model.stem", m.stem, ("linear", "conv", "whiten"))
+    _check_choice("model.pool", m.pool, ("cls", "seq", "mean"))
+    _check_choice("model.attn_scale", m.attn_scale, ("head_dim", "seed"))
+    if m.stem == "whiten" and m.patch_size != 4:
+        raise VitlabError(f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
+                          f"set 4, got {m.patch_size}")
+    if m.stem == "whiten" and min(height, width) < 9:
+        raise VitlabError(f"model.img_size: the whiten stem needs at least 9 px a side, got {size_label(m.img_size)}")
+    if m.bn_group < 2:
+        raise VitlabError(f"model.bn_group: expected at least 2 images per batch-norm group, got {m.bn_group}")
+    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        raise VitlabError(f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}")
+    if (height % m.patch_size or width % m.patch_size) and m.stem != "whiten":
+        raise VitlabError(f"model.patch_size: {m.patch_size} does not divide model.img_size {size_label(m.img_size)}")
+    if m.dim % m.heads:
+        raise VitlabError(f"model.heads: {m.heads} does not divide model.dim {m.dim}")
+    _check_range("model.drop_path", m.drop_path, 0, 1, "a rate")
+    _check_range("model.dropout", m.dropout, 0, 1, "a rate")
+    if m.norm_eps <= 0:
+        raise VitlabError(f"model.norm_eps: expected a positive number, got {m.norm_eps}")
+
+
+def _check_train(t: TrainConfig, check_files: bool) -> None:
     if t.epochs is not None and t.epochs <= 0:
         raise VitlabError(f"--epochs: expected a positive integer, got {t.epochs}")
     if t.time_budget is not None and t.time_budget <= 0:
         raise VitlabError(f"--time-budget: expected a positive number of seconds, got {t.time_budget}")
-    for key, v in {"train.micro_batch": t.micro_batch, "train.eval_batch_size": t.eval_batch_size}.items():
+    if t.batch_size <= 0:
+        raise VitlabError(f"train.batch_size: expected a positive integer, got {t.batch_size}")
+    nonnegative = {"train.micro_batch": t.micro_batch, "train.eval_batch_size": t.eval_batch_size,
+                   "train.weight_decay": t.weight_decay, "train.grad_clip": t.grad_clip,
+                   "train.checkpoint_every": t.checkpoint_every, "train.threads": t.threads,
+                   "train.mixup": t.mixup, "train.cutmix": t.cutmix}
+    for key, v in nonnegative.items():
         if v < 0:
-            raise VitlabError(f"{key}: expected 0 (automatic) or a positive integer, got {v}")
+            raise VitlabError(f"{key}: expected 0 (off or automatic) or more, got {v}")
     if t.lr <= 0:
         raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
-    if m.stem not in ("linear", "conv", "whiten"):
-        raise VitlabError(f"model.stem: expected linear, conv or whiten, got {m.stem!r}")
-    if m.stem == "whiten" and m.patch_size != 4:
-        raise VitlabError(f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
-                          f"set 4, got {m.patch_size}")
-    if m.stem == "whiten" and m.img_size < 9:
-        raise VitlabError(f"model.img_size: the whiten stem needs at least 9 px, got {m.img_size}")
-    if m.bn_group < 2:
-        raise VitlabError(f"model.bn_group: expected at least 2 images per batch-norm group, got {m.bn_group}")
-    if m.stem_channels <= 0:
-        raise VitlabError(f"model.stem_channels: expected a positive integer, got {m.stem_channels}")
-    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
-        raise VitlabError(f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}")
-    if m.pool not in ("cls", "seq", "mean"):
-        raise VitlabError(f"model.pool: expected cls, seq or mean, got {m.pool!r}")
-    if not 0.0 <= m.drop_path < 1.0:
-        raise VitlabError(f"model.drop_path: expected a rate in [0, 1), got {m.drop_path}")
-    if m.img_size % m.patch_size and m.stem != "whiten":
-        raise VitlabError(
-            f"model.patch_size: {m.patch_size} does not divide model.img_size {m.img_size}"
-        )
-    if m.dim % m.heads:
-        raise VitlabError(f"model.heads: {m.heads} does not divide model.dim {m.dim}")
-    if not 0.0 <= m.dropout < 1.0:
-        raise VitlabError(f"model.dropout: expected a rate in [0, 1), got {m.dropout}")
-    if m.attn_scale not in ("head_dim", "seed"):
-        raise VitlabError(f"model.attn_scale: expected 'head_dim' or 'seed', got {m.attn_scale!r}")
-    if t.optimizer not in ("adamw", "adam", "sgd", "muon"):
-        raise VitlabError(f"train.optimizer: expected adamw, adam, sgd or muon, got {t.optimizer!r}")
-    if t.schedule not in ("cosine", "linear", "onecycle", "constant"):
-        raise VitlabError(f"train.schedule: expected cosine, linear, onecycle or constant, got {t.schedule!r}")
-    if t.precision not in ("fp32", "bf16", "fp16", "auto"):
-        raise VitlabError(f"train.precision: expected fp32, bf16, fp16 or auto, got {t.precision!r}")
+    _check_choice("train.optimizer", t.optimizer, ("adamw", "adam", "sgd", "muon"))
+    _check_choice("train.schedule", t.schedule, ("cosine", "linear", "onecycle", "constant"))
+    _check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16", "auto"))
+    _check_choice("train.tta", t.tta, ("none", "flip", "full"))
     if t.optimizer == "muon" and t.freeze_backbone:
         raise VitlabError("train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
                           "freezes; use adamw or sgd for a linear probe")
-    if t.class_weights not in ("none", "balanced") and not Path(t.class_weights).is_file():
+    if check_files and t.class_weights not in ("none", "balanced") and not Path(t.class_weights).is_file():
         raise VitlabError(f"train.class_weights: expected none, balanced or a JSON file, got {t.class_weights!r} "
                           "(no such file)")
-    if t.tta not in ("none", "flip", "full"):
-        raise VitlabError(f"train.tta: expected none, flip or full, got {t.tta!r}")
-    if t.mixup < 0 or t.cutmix < 0:
-        raise VitlabError(f"train.mixup / train.cutmix: expected an alpha >= 0 (0 is off), got {t.mixup} / {t.cutmix}")
-    if not 0.0 <= t.ema < 1.0:
-        raise VitlabError(f"train.ema: expected a decay in [0, 1) (0 is off), got {t.ema}")
-    if not 0.0 <= t.warmup < 1.0:
-        raise VitlabError(f"train.warmup: expected a share in [0, 1), got {t.warmup}")
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise VitlabError(f"data.val_fraction: expected a share in [0, 1), got {d.val_fraction}")
-    if m.norm_eps <= 0:
-        raise VitlabError(f"model.norm_eps: expected a positive number, got {m.norm_eps}")
+    _check_range("train.ema", t.ema, 0, 1, "a decay (0 is off)")
+    _check_range("train.warmup", t.warmup, 0, 1, "a share")
+    _check_range("train.label_smoothing", t.label_smoothing, 0, 1, "a share")
+    _check_range("train.momentum", t.momentum, 0, 1, "a coefficient")
+
+
+def _check_data(d: DataConfig, m: ModelConfig) -> None:
+    _check_range("data.val_fraction", d.val_fraction, 0, 1, "a share")
+    if d.val_max < 0:
+        raise VitlabError(f"data.val_max: expected 0 or more images, got {d.val_max}")
     for key, v in {"data.mean": d.mean, "data.std": d.std}.items():
         if v is not None and len(v) != m.in_chans:
             raise VitlabError(f"{key}: expected {m.in_chans} values (one per channel), got {v}")
@@ -363,22 +451,20 @@ def validate(cfg: Config) -> None:
         raise VitlabError("data.mean / data.std: set both (one value per channel) or neither")
     if d.std is not None and min(d.std) <= 0:
         raise VitlabError(f"data.std: expected positive values, got {d.std}")
-    if d.storage not in ("auto", "memory", "disk"):
-        raise VitlabError(f"data.storage: expected auto, memory or disk, got {d.storage!r}")
+    _check_choice("data.storage", d.storage, ("auto", "memory", "disk"))
+    _check_choice("data.auto_augment", d.auto_augment, ("none", "trivialaugment", "randaugment"))
+    _check_choice("data.flip_mode", d.flip_mode, ("random", "alternate"))
+    _check_choice("data.crop_mode", d.crop_mode, ("zeros", "reflect"))
     if not 0.0 < d.memory_share <= 1.0:
         raise VitlabError(f"data.memory_share: expected a share in (0, 1], got {d.memory_share}")
     if d.workers < 0:
         raise VitlabError(f"data.workers: expected 0 (automatic) or a positive number, got {d.workers}")
-    if d.auto_augment not in ("none", "trivialaugment", "randaugment"):
-        raise VitlabError(f"data.auto_augment: expected none, trivialaugment or randaugment, got {d.auto_augment!r}")
-    if not 0.0 <= d.random_erasing <= 1.0:
-        raise VitlabError(f"data.random_erasing: expected a probability in [0, 1], got {d.random_erasing}")
-    if d.flip_mode not in ("random", "alternate"):
-        raise VitlabError(f"data.flip_mode: expected random or alternate, got {d.flip_mode!r}")
-    if d.crop_mode not in ("zeros", "reflect"):
-        raise VitlabError(f"data.crop_mode: expected zeros or reflect, got {d.crop_mode!r}")
-    if d.crop_mode == "reflect" and d.crop_padding >= min(m.img_size, 32):
-        raise VitlabError(f"data.crop_padding: reflection padding must be smaller than the image "
-                          f"(under {min(m.img_size, 32)} px), got {d.crop_padding}")
+    _check_range("data.random_erasing", d.random_erasing, 0, 1, "a probability", high_open=False)
+    side = min(image_hw(m.img_size))
     if d.crop_padding < 0:
         raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")
+    if d.crop_padding > side:
+        raise VitlabError(f"data.crop_padding: expected at most the image side ({side} px), got {d.crop_padding}")
+    if d.crop_mode == "reflect" and d.crop_padding >= min(side, 32):
+        raise VitlabError(f"data.crop_padding: reflection padding must be smaller than the image "
+                          f"(under {min(side, 32)} px), got {d.crop_padding}")

@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from vitlab.config import image_hw, size_label
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_bytes, atomic_write_text
 from vitlab.train.checkpoint import FORMAT, load_checkpoint
@@ -38,7 +39,8 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> Path:
     rebuilds the model (``vitlab.load_checkpoint`` reads it) and loading it can never run code."""
     model, meta = load_checkpoint(checkpoint)
     metadata = {"format": SAFETENSORS_FORMAT, "config": json.dumps(meta["config"].to_dict()),
-                "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]), "std": json.dumps(meta["std"])}
+                "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]), "std": json.dumps(meta["std"]),
+                "temperature": json.dumps(float(meta.get("temperature", 1.0)))}
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     out = Path(out)
     atomic_write_bytes(safetensors_bytes(tensors, metadata=metadata), out)
@@ -55,19 +57,29 @@ def read_safetensors(path: Path) -> dict[str, Any]:
         raise VitlabError(f"{path}: not a readable safetensors file ({e})") from None
     if metadata.get("format") != SAFETENSORS_FORMAT:
         raise VitlabError(f"{path}: a safetensors file without vitlab's metadata (expected one written by 'vitlab export')")
-    ckpt: dict[str, Any] = {k: json.loads(metadata[k]) for k in METADATA_KEYS}
-    ckpt.update(format=FORMAT, model=tensors)
+    ckpt: dict[str, Any] = {"format": FORMAT, "model": tensors}
+    for key in METADATA_KEYS:
+        if key not in metadata:
+            raise VitlabError(f"{path}: the vitlab metadata has no {key!r} entry")
+        try:
+            ckpt[key] = json.loads(metadata[key])
+        except json.JSONDecodeError as e:
+            raise VitlabError(f"{path}: the metadata entry {key!r} is not valid JSON ({e.msg})") from None
+    try:  # optional: written since vitlab calibrate
+        ckpt["temperature"] = json.loads(metadata.get("temperature", "1.0"))
+    except json.JSONDecodeError:
+        raise VitlabError(f"{path}: the metadata entry 'temperature' is not valid JSON") from None
     return ckpt
 
 
 def _side_info(meta: dict[str, Any]) -> dict[str, str]:
     cfg = meta["config"]
     return {"vitlab_format": "vitlab-export-v1", "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]),
-            "std": json.dumps(meta["std"]), "img_size": str(cfg.model.img_size), "config": json.dumps(cfg.to_dict())}
+            "std": json.dumps(meta["std"]), "img_size": size_label(cfg.model.img_size), "config": json.dumps(cfg.to_dict())}
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
-    """``images`` (B, C, S, S) float, normalised -> ``logits`` (B, classes); B is dynamic."""
+    """``images`` (B, C, H, W) float, normalised -> ``logits`` (B, classes); B is dynamic."""
     try:
         import onnx
 
@@ -75,8 +87,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     except ImportError:
         raise VitlabError("--format onnx: needs onnx and onnxscript (pip install 'vitlab[export]')") from None
     model, meta = load_checkpoint(checkpoint)
-    size = meta["config"].model.img_size
-    example = torch.randn(2, meta["config"].model.in_chans, size, size)
+    example = torch.randn(2, meta["config"].model.in_chans, *image_hw(meta["config"].model.img_size))
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -95,8 +106,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
 
 def export_torchscript(checkpoint: str | Path, out: str | Path) -> Path:
     model, meta = load_checkpoint(checkpoint)
-    size = meta["config"].model.img_size
-    example = torch.randn(2, meta["config"].model.in_chans, size, size)
+    example = torch.randn(2, meta["config"].model.in_chans, *image_hw(meta["config"].model.img_size))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
         traced = torch.jit.trace(model, example)
@@ -124,7 +134,7 @@ def _model_card(checkpoint: Path, meta: dict[str, Any]) -> str:
     return (f"---\nlibrary_name: transformers\ntags:\n- image-classification\n- vit\n- vitlab\n---\n\n"
             f"# ViT (dim {cfg.model.dim}, depth {cfg.model.depth}, patch {cfg.model.patch_size}) trained with vitlab\n\n"
             f"- Data: `{cfg.data.source}`, {len(meta['classes'])} classes: {', '.join(meta['classes'])}\n"
-            f"- Images: {cfg.model.img_size} px, normalised with mean {meta['mean']} and std {meta['std']} "
+            f"- Images: {size_label(cfg.model.img_size)} px, normalised with mean {meta['mean']} and std {meta['std']} "
             f"(see preprocessor_config.json)\n"
             f"- Recipe: {t.optimizer}, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, "
             f"{t.schedule} schedule, label smoothing {t.label_smoothing:g}, seed {t.seed}\n"
@@ -144,8 +154,8 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise VitlabError(f"--out {out}: --format hf writes a folder, and this is a file")
     out.mkdir(parents=True, exist_ok=True)
-    size = meta["config"].model.img_size
-    preprocessor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": size, "width": size},
+    height, width = image_hw(meta["config"].model.img_size)
+    preprocessor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": height, "width": width},
                     "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                     "image_mean": meta["mean"], "image_std": meta["std"]}
     atomic_write_bytes(safetensors_bytes(state, metadata={"format": "pt"}), out / "model.safetensors")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
+import json
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -42,6 +47,27 @@ def _atomic_write(path: Path, write) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A temporary folder beside ``final`` to write into; when the block ends without error it replaces ``final``
+    (two renames; the previous folder is removed only afterwards), otherwise it is removed and ``final`` is left
+    as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-", suffix=".staging"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders; give the usual permissions
+    old = final.with_name(f".{final.name}-old-{os.getpid()}.staging")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -52,6 +78,57 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:
     _atomic_write(path, lambda f: f.write(data))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line with a single write, flushed to disk: a crash leaves at most a torn last line, which
+    ``read_jsonl`` drops. A tail torn by an earlier crash is ended first, so the new line stays whole."""
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; lines that are not a whole JSON object (a write torn by a crash) are
+    left out with a warning naming the file and line."""
+    records = []
+    for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            print(f"vitlab: {path}:{n}: left out a line that is not a whole JSON record (torn by a crash?)")
+    return records
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage return) would be
+    run as a formula when the CSV is opened (OWASP's CSV injection), so it gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_text(rows: list[list[Any]]) -> str:
+    """Rows as CSV text, every text cell made spreadsheet-safe (``csv_cell``)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows([[csv_cell(v) for v in row] for row in rows])
+    return buf.getvalue()
 
 
 def safe_torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:

@@ -1,41 +1,73 @@
-"""``vitlab attention``: attention maps of any image files, one PNG each."""
+"""``vitlab attention`` and ``vitlab explain``: attention maps and class-specific explanations of any image files,
+one PNG each."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import torch
 
 from vitlab.analysis import figures
-from vitlab.analysis.attention import attention_overlays
-from vitlab.data.augment import BatchTransform
-from vitlab.data.images import ImageError, read_image
+from vitlab.analysis.explain import explain
+from vitlab.data.images import ImageError, display_path
 from vitlab.errors import VitlabError
+from vitlab.inference import Classifier
 from vitlab.predict import collect_images
-from vitlab.train.checkpoint import load_checkpoint
-from vitlab.train.trainer import resolve_device
 
 
 def attention_maps(checkpoint: str | Path, paths: list[str], out: Path, *, device: str = "auto") -> list[Path]:
     """Write ``OUT/<name>_attention.png`` (image, last-layer class-token attention, rollout) per readable image."""
-    model, meta = load_checkpoint(checkpoint, resolve_device(device))
-    dev = next(model.parameters()).device
-    size = meta["config"].model.img_size
-    transform = BatchTransform(meta["mean"], meta["std"], size, device=dev)
+    clf = Classifier.from_checkpoint(checkpoint, device)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for f in collect_images(paths):
         try:
-            img = read_image(f, size)
+            img = clf.read(f)
         except ImageError as e:
             print(f"vitlab: skipped {e}", file=sys.stderr)
             continue
-        logits, heat = attention_overlays(model, img[None], transform)
+        logits, heat = clf.attention(img[None])
         p = logits.softmax(1)[0]
         k = int(p.argmax())
         row = {"image": img.permute(1, 2, 0).numpy(), "last": heat["last"][0].numpy(),
-               "rollout": heat["rollout"][0].numpy(), "title": f"{f.name}\n{meta['classes'][k]} {p[k]:.0%}"}
+               "rollout": heat["rollout"][0].numpy(),
+               "title": f"{display_path(Path(f.name))}\n{clf.classes[k]} {p[k]:.0%}"}
         written.append(figures.attention_grid([row], out / f"{f.stem}_attention.png"))
+    if not written:
+        raise VitlabError("no readable image among the given paths")
+    return written
+
+
+def explain_files(checkpoint: str | Path, paths: list[str], out: Path, *, method: str = "grad-rollout",
+                  class_name: str | None = None, fusion: str = "mean", discard: float = 0.0,
+                  device: str = "auto") -> list[Path]:
+    """Write ``OUT/<name>_<method>.png`` (the image and its explanation for ``class_name``, default the predicted
+    class) per readable image."""
+    clf = Classifier.from_checkpoint(checkpoint, device)
+    if class_name is not None and class_name not in clf.classes:
+        raise VitlabError(f"--class {class_name}: not one of the model's classes ({', '.join(clf.classes)})")
+    if not 0.0 <= discard < 1.0:
+        raise VitlabError(f"--discard: expected a share in [0, 1), got {discard}")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in collect_images(paths):
+        try:
+            img = clf.read(f)
+        except ImageError as e:
+            print(f"vitlab: skipped {e}", file=sys.stderr)
+            continue
+        target = None if class_name is None else torch.tensor([clf.classes.index(class_name)], device=clf.device)
+        logits, heat = explain(clf.model, clf.transform(img[None].to(clf.device)), method, target, fusion, discard)
+        p = (logits / clf.temperature).softmax(1)[0].cpu()
+        k = int(p.argmax())
+        shown = k if target is None else int(target[0])
+        what = (f"evidence for {clf.classes[shown]} ({p[shown]:.0%})" if method in ("grad-rollout", "gradcam")
+                else "the same for every class")
+        item = {"image": img.permute(1, 2, 0).numpy(), "heat": heat[0].numpy(),
+                "title": f"{display_path(Path(f.name))}\npredicted {clf.classes[k]} {p[k]:.0%}",
+                "label": f"{method}: {what}"}
+        written.append(figures.explanation_grid([item], out / f"{f.stem}_{method}.png", per_row=1))
     if not written:
         raise VitlabError("no readable image among the given paths")
     return written

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import dataclasses
 import html
 import json
@@ -18,32 +17,14 @@ import yaml
 from sklearn.manifold import TSNE
 
 from vitlab.analysis import figures
-from vitlab.analysis.attention import attention_overlays
-from vitlab.analysis.metrics import confusion, most_confused, per_class_scores
-from vitlab.config import Config
-from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import Split, load_data, take
+from vitlab.analysis.explain import explain
+from vitlab.analysis.metrics import classification_metrics, confusion, most_confused, per_class_scores
+from vitlab.config import ImageSize
+from vitlab.data.dataset import ImageData, Split, load_data, take
 from vitlab.data.folder import decode_files, scan_split
 from vitlab.errors import VitlabError
-from vitlab.io import atomic_write_text
-from vitlab.models.vit import VisionTransformer
-from vitlab.train.checkpoint import load_checkpoint
-from vitlab.train.evaluate import predict_logits
-from vitlab.train.step import infer_chunk_size
-from vitlab.train.trainer import resolve_device
-
-
-@torch.inference_mode()
-def logits_and_embeddings(
-    model: VisionTransformer, images: torch.Tensor, transform: BatchTransform, batch_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, K) and class-token embeddings (N, D), from one pass."""
-    logits, embeddings = [], []
-    for chunk in images.split(batch_size):
-        emb = model.forward_head(model.forward_features(transform(chunk.to(device))), pre_logits=True)
-        embeddings.append(emb.float().cpu())
-        logits.append(model.head(emb).float().cpu())
-    return torch.cat(logits), torch.cat(embeddings)
+from vitlab.inference import Classifier
+from vitlab.io import atomic_write_text, csv_text, read_jsonl, staged_folder
 
 
 def stratified_sample(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
@@ -58,7 +39,7 @@ def stratified_sample(labels: torch.Tensor, count: int, seed: int = 0) -> torch.
     return torch.cat(picks).sort().values
 
 
-def load_extra_test(spec: str, classes: list[str], size: int) -> tuple[str, Split, list[str]]:
+def load_extra_test(spec: str, classes: list[str], size: ImageSize) -> tuple[str, Split, list[str]]:
     """``NAME=PATH``: an ImageFolder split (``PATH/<class>/*`` or ``PATH/test/<class>/*``) of any image sizes."""
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
@@ -78,8 +59,9 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
-def _attention_rows(model, images, labels, preds, conf, classes, transform, max_classes=10) -> list[dict]:
+def _attention_rows(clf: Classifier, images, labels, preds, conf, max_classes: int = 10) -> list[dict]:
     """For each class: the most confident correct and the most confident wrong test image."""
+    classes = clf.classes
     picks: list[tuple[int, str]] = []
     for c in range(min(len(classes), max_classes)):
         for correct, word in ((True, "right"), (False, "wrong")):
@@ -90,9 +72,11 @@ def _attention_rows(model, images, labels, preds, conf, classes, transform, max_
     if not picks:
         return []
     chosen = take(images, torch.tensor([i for i, _ in picks]))
-    _, heat = attention_overlays(model, chosen, transform)
-    return [{"image": _hwc(chosen[k]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(), "title": t}
-            for k, (_, t) in enumerate(picks)]
+    _, heat = clf.attention(chosen)
+    # The class-specific view: gradient-weighted rollout (Chefer et al., 2021) of the predicted class.
+    _, grad = explain(clf.model, clf.transform(chosen.to(clf.device)), "grad-rollout")
+    return [{"image": _hwc(chosen[k]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(),
+             "grad": grad[k].numpy(), "title": t} for k, (_, t) in enumerate(picks)]
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -108,6 +92,7 @@ def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> st
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+.warning{color:#a33;font-weight:600}
 h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
@@ -131,92 +116,109 @@ def build_report(
 
     ``tta``: test-time augmentation of every score (none, flip, full); None: the run's ``train.tta``.
 
-    ``report.html`` is written last: a report folder without it is an unfinished one.
+    The files are written to a staging folder that replaces ``RUN_DIR/report/`` only when complete.
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise VitlabError(f"{run_dir}: run folder not found")
-    model, meta = load_checkpoint(run_dir / "best.pt", resolve_device(device))
-    dev = next(model.parameters()).device
-    cfg: Config = meta["config"]
-    tta = tta or cfg.train.tta
-    classes: list[str] = meta["classes"]
-    out = run_dir / "report"
-    out.mkdir(exist_ok=True)
-    (out / "report.html").unlink(missing_ok=True)
+    clf = Classifier.from_checkpoint(run_dir / "best.pt", device, tta=tta)
+    cfg, classes = clf.config, clf.classes
     metrics = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    records = read_jsonl(metrics) if metrics.is_file() else []
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
 
-    ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)
-    if ds.classes != classes:
-        raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
-    transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=dev)
-    bs = infer_chunk_size(cfg.train.eval_batch_size, dev)
+    # Built in a staging folder that replaces report/ only once complete: a failure leaves the previous report.
+    with staged_folder(run_dir / "report") as out:
+        ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)
+        if ds.classes != classes:
+            raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
+        columns, test_logits, test_emb, skipped = _score_columns(clf, ds, extra_tests, train_sample)
+        labels = ds.test.labels.numpy()
+        preds = test_logits.argmax(1)
+        conf = test_logits.softmax(1).gather(1, preds[:, None]).squeeze(1)
+        cm = confusion(labels, preds.numpy(), len(classes))
+        per_class = per_class_scores(labels, preds.numpy(), classes)
+        pairs = most_confused(cm, classes)
+        atomic_write_text(csv_text([["true \\ predicted", *classes], *([c, *row.tolist()] for c, row in zip(classes, cm))]),
+                          out / "confusion_matrix.csv")
+        figs = _figures(out, clf, ds.test, records, cm, preds, conf, test_emb, tsne_samples)
+        quality = classification_metrics(test_logits.softmax(1).numpy(), labels, classes, preds.numpy())
+        figs["reliability"] = figures.reliability(quality["calibration"], quality["ece"], out / "reliability.png")
+        results = {"columns": columns, "per_class": per_class, "most_confused": pairs, "skipped": skipped,
+                   "test_metrics": quality}
+        atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
+        page = _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, time.perf_counter() - start,
+                     quality)
+        atomic_write_text(page, out / "report.html")
+    return run_dir / "report" / "report.html"
 
-    def scores(split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        logits, emb = logits_and_embeddings(model, split.images, transform, bs, dev)
-        if tta != "none":  # the embeddings stay those of the image itself
-            logits = predict_logits(model, split.images, transform, bs, dev, tta)
-        res = {"loss": F.cross_entropy(logits, split.labels).item(),
-               "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split), "n": len(split)}
-        return res, logits, emb
 
+def _scores(clf: Classifier, split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Loss and accuracy (with the classifier's test-time augmentation), logits and embeddings of a split."""
+    logits, emb = clf.embed(split.images)
+    if clf.tta != "none":  # the embeddings stay those of the image itself
+        logits = clf.logits(split.images)
+    res = {"loss": F.cross_entropy(logits, split.labels).item(),
+           "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split), "n": len(split)}
+    return res, logits, emb
+
+
+def _score_columns(clf: Classifier, ds: ImageData, extra_tests: list[str], train_sample: int):
+    """The results table's columns (train sample, validation, test, extra tests), the test logits and
+    embeddings, and the files skipped."""
     train_idx = stratified_sample(ds.train.labels, train_sample)
     columns: dict[str, dict] = {}
-    columns[f"train ({len(train_idx)}-image sample)" if len(train_idx) < len(ds.train) else "train"] = scores(
-        Split(ds.train.images[train_idx], ds.train.labels[train_idx]))[0]
+    columns[f"train ({len(train_idx)}-image sample)" if len(train_idx) < len(ds.train) else "train"] = _scores(
+        clf, Split(ds.train.images[train_idx], ds.train.labels[train_idx]))[0]
     if ds.val is not None:
-        columns["validation"] = scores(ds.val)[0]
-    test_res, test_logits, test_emb = scores(ds.test)
-    columns["test"] = test_res
+        columns["validation"] = _scores(clf, ds.val)[0]
+    columns["test"], test_logits, test_emb = _scores(clf, ds.test)
     skipped = list(ds.skipped)
     for spec in extra_tests:
-        name, split, bad = load_extra_test(spec, classes, cfg.model.img_size)
+        name, split, bad = load_extra_test(spec, clf.classes, clf.config.model.img_size)
         skipped += bad
-        columns[name] = scores(split)[0]
+        columns[name] = _scores(clf, split)[0]
+    return columns, test_logits, test_emb, skipped
 
-    labels = ds.test.labels.numpy()
-    probs = test_logits.softmax(1)
-    conf, preds = probs.max(1)
-    cm = confusion(labels, preds.numpy(), len(classes))
-    per_class = per_class_scores(labels, preds.numpy(), classes)
-    pairs = most_confused(cm, classes)
-    with open(out / "confusion_matrix.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true \\ predicted", *classes])
-        for c, row in zip(classes, cm):
-            w.writerow([c, *row.tolist()])
 
+def _figures(out: Path, clf: Classifier, test: Split, records: list[dict], cm: np.ndarray, preds: torch.Tensor,
+             conf: torch.Tensor, test_emb: torch.Tensor, tsne_samples: int) -> dict[str, Path]:
+    classes = clf.classes
     figs: dict[str, Path] = {}
     if records:
         figs["curves"] = figures.curves(records, out / "curves.png")
     figs["confusion"] = figures.confusion_matrix(cm, classes, out / "confusion_matrix.png")
-    pick = stratified_sample(ds.test.labels, tsne_samples)
+    pick = stratified_sample(test.labels, tsne_samples)
     emb = test_emb[pick].numpy()
-    points = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))).fit_transform(emb)
-    figs["tsne"] = figures.tsne(points, labels[pick.numpy()], classes, out / "tsne.png")
-    rows = _attention_rows(model, ds.test.images, ds.test.labels, preds, conf, classes, transform)
+    points = TSNE(n_components=2, init="pca", random_state=0,
+                  perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))).fit_transform(emb)
+    figs["tsne"] = figures.tsne(points, test.labels.numpy()[pick.numpy()], classes, out / "tsne.png")
+    rows = _attention_rows(clf, test.images, test.labels, preds, conf)
     if rows:
         figs["attention"] = figures.attention_grid(rows, out / "attention.png")
-    wrong = (preds != ds.test.labels).nonzero().flatten()
+    wrong = (preds != test.labels).nonzero().flatten()
     worst = wrong[conf[wrong].argsort(descending=True)[:24]]
     if len(worst):
         figs["misclassified"] = figures.image_grid(
-            [_hwc(img) for img in take(ds.test.images, worst)],
-            [f"true {classes[ds.test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
+            [_hwc(img) for img in take(test.images, worst)],
+            [f"true {classes[test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
             out / "misclassified.png", "Most confidently wrong test images",
         )
-
-    results = {"columns": columns, "per_class": per_class, "most_confused": pairs, "skipped": skipped}
-    atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
-    page = _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, time.perf_counter() - start)
-    atomic_write_text(page, out / "report.html")
-    return out / "report.html"
+    return figs
 
 
-def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, seconds) -> str:
+def _quality_section(quality: dict, figure: Path) -> list[str]:
+    """Test-set metrics beyond accuracy, the collapse warning if any, and the reliability diagram."""
+    rows = [["top-5 accuracy", f"{quality['top5']:.2%}"]] if "top5" in quality else []
+    rows += [["macro-F1", f"{quality['macro_f1']:.4f}"], ["balanced accuracy", f"{quality['balanced_accuracy']:.2%}"],
+             ["expected calibration error (15 bins)", f"{quality['ece']:.4f}"]]
+    warning = [f'<p class="warning">Warning: {html.escape(quality["collapse"])}.</p>'] if quality["collapse"] else []
+    return ["<h3>Beyond accuracy (test set)</h3>", _table(None, rows, "quality"), *warning,
+            _img_tag(figure, "Reliability diagram: accuracy against confidence")]
+
+
+def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, seconds, quality) -> str:
     names = list(columns)
     results = _table(
         ["", *names],
@@ -251,12 +253,15 @@ def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, secon
         "<h3>Most confused pairs</h3>",
         _table(["true", "predicted as", "images", "share of the true class"],
                [[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs], "pairs"),
+        *_quality_section(quality, figs["reliability"]),
         "<h2>t-SNE of the learned features</h2>", _img_tag(figs["tsne"], "t-SNE of class-token embeddings, coloured by true class"),
     ]
     if "attention" in figs:
         sections += ["<h2>Attention maps</h2>",
                      "<p>For each class, its most confident right and wrong test image: the last layer's class-token "
-                     "attention (heads averaged) and attention rollout (Abnar &amp; Zuidema, 2020).</p>",
+                     "attention (heads averaged), attention rollout (Abnar &amp; Zuidema, 2020), and the evidence "
+                     "for the predicted class (gradient-weighted rollout, Chefer et al., 2021; "
+                     "<code>vitlab explain</code> gives it for any class and image).</p>",
                      _img_tag(figs["attention"], "Attention maps")]
     if "misclassified" in figs:
         sections += ["<h2>Misclassified examples</h2>", _img_tag(figs["misclassified"], "Most confidently wrong test images")]

@@ -14,6 +14,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from vitlab.config import ImageSize, image_hw
+from vitlab.data.images import fit_image
+from vitlab.errors import VitlabError
+
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "zeros") -> torch.Tensor:
     """Pad each side by ``padding`` (zeros, or the image mirrored with ``mode="reflect"``) and cut a random window
@@ -72,18 +76,22 @@ def auto_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     """torchvision's TrivialAugmentWide or RandAugment on each uint8 image of the batch (its own op each)."""
     from torchvision.transforms import v2
 
-    op = v2.TrivialAugmentWide() if policy == "trivialaugment" else v2.RandAugment()
+    policies = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment}
+    if policy not in policies:
+        raise VitlabError(f"data.auto_augment: expected none, {' or '.join(policies)}, got {policy!r}")
+    op = policies[policy]()
     return torch.stack([op(img) for img in x])
 
 
 class BatchTransform:
-    """uint8 (B, C, h, w) -> normalised float (B, C, S, S), with the training augmentation when asked."""
+    """uint8 (B, C, h, w) -> normalised float (B, C, H, W) at ``img_size`` (a side or [height, width]), with the
+    training augmentation when asked."""
 
     def __init__(
         self,
         mean: Sequence[float],
         std: Sequence[float],
-        img_size: int,
+        img_size: ImageSize,
         *,
         crop_padding: int = 0,
         crop_mode: str = "zeros",
@@ -92,7 +100,7 @@ class BatchTransform:
         random_erasing: float = 0.0,
         device: torch.device | str = "cpu",
     ):
-        self.img_size = img_size
+        self.img_size = image_hw(img_size)
         self.crop_padding = crop_padding
         self.crop_mode = crop_mode
         self.hflip = hflip
@@ -114,8 +122,8 @@ class BatchTransform:
             if self.auto_augment != "none":
                 x = auto_augment(x, self.auto_augment)
         x = x.float()
-        if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
-            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", antialias=True, align_corners=False)
+        if tuple(x.shape[-2:]) != self.img_size:  # stored smaller, or square (CIFAR) for a rectangular model
+            x = fit_image(x, self.img_size)  # the centred region of the model's aspect ratio, resized
         x = (x - self.shift).mul_(self.scale)
         if generator is not None and self.random_erasing > 0:
             x = random_erasing(x, self.random_erasing, generator)

@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from vitlab.config import DataConfig
+from vitlab.config import DataConfig, ImageSize, size_label
 from vitlab.data.cifar import DATASETS, load_cifar
 from vitlab.data.folder import load_image_folder
 from vitlab.data.splits import stratified_holdout
@@ -86,7 +86,7 @@ def place_images(images: torch.Tensor | FileImages, device: torch.device, memory
     return images.to(device)
 
 
-def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True) -> ImageData:
+def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool = True) -> ImageData:
     """Load ``cfg.source`` (cifar10, cifar100 or an ImageFolder path) into memory as uint8 tensors.
 
     Validation comes from the folder's own ``val/`` when present, else a stratified, seeded hold-out of
@@ -105,8 +105,11 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
         val, val_source = Split(*splits["val"]), "val/ folder"
     elif cfg.val_fraction > 0:
         keep, held = stratified_holdout(train.labels, cfg.val_fraction, cfg.val_max, seed)
-        val, val_source = Split(train.images[held], train.labels[held]), "held out from train"
-        train = Split(train.images[keep], train.labels[keep])
+        if len(held):
+            val, val_source = Split(train.images[held], train.labels[held]), "held out from train"
+            train = Split(train.images[keep], train.labels[keep])
+        else:  # data.val_max=0, or too few images per class to hold any out: train without validation
+            val_source = "none: the hold-out would be empty (data.val_max, or too few images per class)"
     mean, std = channel_stats(train.images)
     if cfg.mean is not None and cfg.std is not None:  # e.g. the normalisation pretrained weights were trained with
         mean, std = tuple(cfg.mean), tuple(cfg.std)
@@ -132,8 +135,9 @@ def load_data(cfg: DataConfig, img_size: int, seed: int, *, verbose: bool = True
 
 def _storage_text(data: ImageData, cfg: DataConfig) -> str:
     splits = [data.train, data.test] + ([data.val] if data.val is not None else [])
-    size = data.train.images.shape[-1]
-    mb = sum(s.images.shape[0] for s in splits) * 3 * size * size / 1e6
+    height, width = data.train.images.shape[-2:]
+    size = size_label([height, width])
+    mb = sum(s.images.shape[0] for s in splits) * 3 * height * width / 1e6
     if data.storage == "disk":
         workers = data.train.images.workers
         why = ("data.storage=disk" if cfg.storage == "disk"

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from vitlab.data.images import ImageError, is_image_file, read_image
+from vitlab.config import ImageSize, image_hw, parse_image_size, size_label
+from vitlab.data.images import ImageError, display_path, is_image_file, read_image
 from vitlab.data.stream import FileImages, default_workers, scan_files
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_torch_save, safe_torch_load
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images cropped to the aspect ratio before resizing; rectangular sizes
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -30,6 +33,10 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     if not split_dir.is_dir():
         raise VitlabError(f"--data {split_dir.parent}: expected a folder {split_dir.name}/ with one sub-folder per class")
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    for name in found:
+        if display_path(Path(name)) != name:  # class names go into JSON, HTML and CSV files as text
+            raise VitlabError(f"{split_dir / display_path(Path(name))}: a class folder name that is not valid UTF-8; "
+                              "rename the folder")
     if not found:
         raise VitlabError(f"{split_dir}: no class sub-folders (expected {split_dir}/<class>/<image files>)")
     if classes is None:
@@ -49,9 +56,9 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
 
 
 def decode_files(
-    files: list[Path], size: int, *, strict: bool, desc: str
+    files: list[Path], size: ImageSize, *, strict: bool, desc: str
 ) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Decode ``files`` into (N, 3, size, size) uint8; returns images, indices kept, and skip messages."""
+    """Decode ``files`` into (N, 3, height, width) uint8; returns images, indices kept, and skip messages."""
     def load(path: Path) -> torch.Tensor | str:
         try:
             return read_image(path, size)
@@ -60,7 +67,7 @@ def decode_files(
                 raise VitlabError(f"{e} (data.strict is on)") from None
             return str(e)
 
-    out = torch.empty((len(files), 3, size, size), dtype=torch.uint8)
+    out = torch.empty((len(files), 3, *image_hw(size)), dtype=torch.uint8)
     kept: list[int] = []
     skipped: list[str] = []
     # Threads overlap file reads with decoding; torchvision's decoders release the GIL.
@@ -75,7 +82,7 @@ def decode_files(
     return out[: len(kept)].clone() if skipped else out, kept, skipped
 
 
-def _fingerprint(root: Path, size: int, splits: dict[str, list[Path]]) -> str:
+def _fingerprint(root: Path, size: ImageSize, splits: dict[str, list[Path]]) -> str:
     h = hashlib.sha256(json.dumps([CACHE_VERSION, str(root.resolve()), size]).encode())
     for name, files in splits.items():
         h.update(name.encode())
@@ -85,32 +92,38 @@ def _fingerprint(root: Path, size: int, splits: dict[str, list[Path]]) -> str:
                 stamp = f"{st.st_size}\0{st.st_mtime_ns}"
             except OSError:  # a broken link or a symlink loop: decoding reports it
                 stamp = "unreadable"
-            h.update(f"{f.relative_to(root)}\0{stamp}\n".encode())
+            h.update(os.fsencode(f.relative_to(root)) + f"\0{stamp}\n".encode())
     return h.hexdigest()[:16]
 
 
-def stored_size(files: list[Path], size: int, samples: int = 64) -> int:
-    """The size to decode at: ``size``, or less when the images themselves are smaller (CIFAR's 32 px for a
-    224-px fine-tuning): upsampled copies would only fill memory, the device resizes each batch instead.
-    Judged from the headers of up to ``samples`` evenly spaced files."""
+def stored_size(files: list[Path], size: ImageSize, samples: int = 64) -> ImageSize:
+    """The size to decode at: ``size``, or less (same aspect ratio) when the images themselves are smaller
+    (CIFAR's 32 px for a 224-px fine-tuning): upsampled copies would only fill memory, the device resizes each
+    batch instead. Judged from the headers of up to ``samples`` evenly spaced files: the largest scale at which
+    the target fits inside an image (its crop to the target's aspect ratio)."""
     from PIL import Image
 
+    h, w = image_hw(size)
     step = max(1, len(files) // samples)
-    largest = 0
+    scale = 0.0
     for f in files[::step][:samples]:
         try:
+            if not f.is_file():  # FIFOs and devices would block or never end: decoding reports them
+                continue
             with Image.open(f) as im:
-                largest = max(largest, min(im.size))
+                scale = max(scale, min(im.height / h, im.width / w))
         except Exception:  # unreadable files are reported when decoded
             continue
-    return min(size, largest) if largest else size
+    if not scale or scale >= 1:
+        return size
+    return parse_image_size([max(1, round(h * scale)), max(1, round(w * scale))], "data size")
 
 
 def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool, storage: str = "auto",
+def load_image_folder(root: Path, size: ImageSize, cache_dir: Path, *, strict: bool, storage: str = "auto",
                       memory_share: float = 0.5, workers: int = 0) -> dict:
     """``{"classes", "splits": {name: (images, labels)}, "skipped", "storage"}`` for an ImageFolder root.
 
@@ -133,18 +146,16 @@ def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool, s
 
     size = stored_size(files_train, size)
     if storage == "auto":
-        decoded = sum(len(files) for files, _ in listing.values()) * 3 * size * size
+        decoded = sum(len(files) for files, _ in listing.values()) * 3 * math.prod(image_hw(size))
         storage = "disk" if decoded > memory_share * physical_memory() else "memory"
     key = _fingerprint(root, size, {k: v[0] for k, v in listing.items()})
     if storage == "disk":
-        return _file_index(root, size, listing, classes, cache_dir / "folders" / f"{root.resolve().name}-{size}px-{key}.index.pt",
+        return _file_index(root, size, listing, classes, cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.index.pt",
                            strict=strict, workers=workers)
-    cache_file = cache_dir / "folders" / f"{root.resolve().name}-{size}px-{key}.pt"
-    if cache_file.is_file():
-        try:
-            return safe_torch_load(cache_file)
-        except VitlabError as e:
-            print(f"vitlab: rebuilding the data cache ({e})")
+    cache_file = cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.pt"
+    cached = _read_cache(cache_file, list(listing), len(classes), (3, *image_hw(size)))
+    if cached is not None:
+        return {**cached, "classes": classes, "storage": "memory"}
 
     splits, skipped = {}, []
     for name, (files, labels) in listing.items():
@@ -152,19 +163,76 @@ def load_image_folder(root: Path, size: int, cache_dir: Path, *, strict: bool, s
         splits[name] = (images, torch.tensor(labels, dtype=torch.long)[kept])
         skipped += bad
     data = {"classes": classes, "splits": splits, "skipped": skipped}
-    atomic_torch_save(data, cache_file)
+    _write_cache({**data, "checksum": _digest(splits)}, cache_file)
     return {**data, "storage": "memory"}
 
 
-def _file_index(root: Path, size: int, listing: dict, classes: list[str], index_file: Path, *, strict: bool,
+def _digest(splits: dict[str, tuple]) -> str:
+    """SHA-256 of every split's tensors (their bytes, dtype and shape) and file lists: a cache whose pixels were
+    altered or damaged no longer matches."""
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        h.update(name.encode())
+        for part in splits[name]:
+            if isinstance(part, torch.Tensor):
+                h.update(f"{part.dtype}{tuple(part.shape)}".encode())
+                h.update(part.contiguous().view(torch.uint8).numpy())
+            else:
+                h.update("\0".join(part).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _check_split(name: str, parts: Any, n_classes: int, image_shape: tuple[int, ...] | None) -> None:
+    """A cached split: (images uint8 (N, *image_shape), labels) in memory, or (files, labels, sums, squares)."""
+    if not isinstance(parts, tuple) or len(parts) != (2 if image_shape else 4):
+        raise VitlabError(f"split {name} has an unexpected structure")
+    first, labels = parts[0], parts[1]
+    if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.long and labels.ndim == 1 and len(first) == len(labels)
+            and (len(labels) == 0 or (labels.min() >= 0 and labels.max() < n_classes))):
+        raise VitlabError(f"split {name}: labels do not fit")
+    if image_shape:
+        if not (isinstance(first, torch.Tensor) and first.dtype == torch.uint8 and tuple(first.shape[1:]) == image_shape):
+            raise VitlabError(f"split {name}: images of an unexpected type or shape")
+        return
+    safe = all(isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts for f in first)
+    stats_ok = all(isinstance(t, torch.Tensor) and t.dtype == torch.float64 and tuple(t.shape) == (len(first), 3)
+                   for t in parts[2:])
+    if not (isinstance(first, list) and safe and stats_ok):
+        raise VitlabError(f"split {name}: file list or channel sums of an unexpected form")
+
+
+def _read_cache(path: Path, names: list[str], n_classes: int, image_shape: tuple[int, ...] | None) -> dict | None:
+    """A cache file's contents when its structure and checksum are right; None (it will be rebuilt) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        data = safe_torch_load(path)
+        if not (isinstance(data, dict) and isinstance(data.get("splits"), dict) and set(data["splits"]) == set(names)
+                and isinstance(data.get("skipped"), list)):
+            raise VitlabError("unexpected structure")
+        for name, parts in data["splits"].items():
+            _check_split(name, parts, n_classes, image_shape)
+        if data.get("checksum") != _digest(data["splits"]):
+            raise VitlabError("checksum mismatch: the file was altered or damaged")
+        return data
+    except (VitlabError, TypeError, ValueError, RuntimeError) as e:  # whatever a damaged or crafted file leads to
+        print(f"vitlab: rebuilding the data cache {path.name} ({e})")
+        return None
+
+
+def _write_cache(data: dict, path: Path) -> None:
+    """Save a cache; a folder that cannot be written costs the next run the decoding time, nothing more."""
+    try:
+        atomic_torch_save(data, path)
+    except OSError as e:
+        print(f"vitlab: warning: could not write the data cache {path} ({e.strerror or e}); "
+              "set data.cache_dir or $VITLAB_CACHE to a writable folder to reuse decoded images")
+
+
+def _file_index(root: Path, size: ImageSize, listing: dict, classes: list[str], index_file: Path, *, strict: bool,
                 workers: int) -> dict:
     """The streamed form: per split the readable files (``FileImages``) and labels; the scan is cached."""
-    index = None
-    if index_file.is_file():
-        try:
-            index = safe_torch_load(index_file)
-        except VitlabError as e:
-            print(f"vitlab: rebuilding the data index ({e})")
+    index = _read_cache(index_file, list(listing), len(classes), None)
     if index is None:
         index = {"splits": {}, "skipped": []}
         for name, (files, labels) in listing.items():
@@ -174,7 +242,7 @@ def _file_index(root: Path, size: int, listing: dict, classes: list[str], index_
             index["splits"][name] = ([str(files[i].relative_to(root)) for i in kept],
                                      torch.tensor(labels, dtype=torch.long)[kept], sums, squares)
             index["skipped"] += bad
-        atomic_torch_save(index, index_file)
+        _write_cache({**index, "checksum": _digest(index["splits"])}, index_file)
     splits = {name: (FileImages([root / f for f in rel], size, sums, squares, workers), labels)
               for name, (rel, labels, sums, squares) in index["splits"].items()}
     return {"classes": classes, "splits": splits, "skipped": index["skipped"], "storage": "disk"}

@@ -1,8 +1,11 @@
-"""Reading one image file of any size and mode into a square uint8 RGB tensor."""
+"""Reading one image file of any size and mode into a uint8 RGB tensor of the model's image size."""
 
 from __future__ import annotations
 
 import io
+import os
+import re
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -13,13 +16,15 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
+from vitlab.config import ImageSize, image_hw
+
 # torchvision 0.29 warns on every decode that TorchCodec will take over decoding; its decoders are the
 # fastest available here (about 4x PIL on small JPEGs) and the pinned version keeps them.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
 
 # PIL's own limit (about 89 megapixels): larger images are refused rather than decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-SMALL_JPEG_BYTES = 256 * 1024
+MAX_FILE_BYTES = 64 * 2**20  # no single image file needs more; bounds what a special or huge file can cost
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -32,65 +37,106 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _decode_with_pil(path: Path) -> torch.Tensor:
+def _decode_with_pil(data: bytes) -> torch.Tensor:
     # PIL covers what torchvision's decoders do not (TIFF, BMP, CMYK, 16-bit, palette with alpha).
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(data)) as im:
         rgb = np.asarray(im.convert("RGB"))
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)  # (3, H, W)
 
 
 def pixel_count(data: bytes) -> int | None:
-    """Width x height from the file's header, without decoding; None where decoding cannot blow up.
+    """Width x height as the file's header declares it, without decoding; None where PIL does not know the format.
 
-    A small JPEG cannot hold a huge image (each 8x8 block costs bits), but a PNG or GIF of a few kilobytes can
-    declare billions of pixels: a decompression bomb.
+    Read for every file, whatever its size: a PNG of a few dozen bytes or a JPEG of a few hundred can declare
+    billions of pixels (a decompression bomb).
     """
+    # PNG and GIF state their size at a fixed place: read it there, even when the rest of the file is garbage.
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         w, h = struct.unpack(">II", data[16:24])
-    elif data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return w * h
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         w, h = struct.unpack("<HH", data[6:10])
-    elif data[:3] == b"\xff\xd8\xff" and len(data) < SMALL_JPEG_BYTES:
-        return None
-    else:
-        try:
+        return w * h
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
                 w, h = im.size
-        except Exception:
-            return None  # not an image PIL knows: decoding will say so
+    except Image.DecompressionBombError as e:  # PIL refuses at open what declares over twice its limit
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        return int(found.group(1)) if found else MAX_PIXELS + 1
+    except Exception:  # not an image PIL knows (or a header it cannot parse): decoding will say so
+        return None
     return w * h
+
+
+def display_path(path: Path) -> str:
+    """A file name fit for any output: bytes that are not UTF-8 shown as \\x.. escapes instead of failing."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file (links resolved), at most ``limit``; raises ImageError naming the file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO, a device such as /dev/zero or a folder
+    is refused at once instead of hanging or being read until memory runs out.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ImageError(f"{display_path(path)}: cannot be read ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ImageError(f"{display_path(path)}: not a regular file ({kind})")
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ImageError(f"{display_path(path)}: cannot be read ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise ImageError(f"{display_path(path)}: over the {limit // 2**20} MiB limit for one image file")
+    return data
 
 
 def decode_rgb(path: Path) -> torch.Tensor:
     """The image at ``path`` as a (3, H, W) uint8 tensor; raises ImageError naming the file."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot be read ({e.strerror or e})") from None
+    data = read_file(path)
+    name = display_path(path)
     if not data:
-        raise ImageError(f"{path}: empty file (0 bytes)")
+        raise ImageError(f"{name}: empty file (0 bytes)")
     pixels = pixel_count(data)
     if pixels is not None and pixels > MAX_PIXELS:
-        raise ImageError(f"{path}: {pixels:,} pixels is over the decompression-bomb limit of {MAX_PIXELS:,}")
+        raise ImageError(f"{name}: {pixels:,} pixels is over the decompression-bomb limit of {MAX_PIXELS:,}")
     try:
         img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
         if img.dtype != torch.uint8:  # 16-bit PNGs decode as uint16
             img = TF.to_dtype(img, torch.uint8, scale=True)
     except (RuntimeError, ValueError):
         try:
-            img = _decode_with_pil(path)
+            img = _decode_with_pil(data)
         except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, DecompressionBomb...)
-            raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+            raise ImageError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
     return img
 
 
-def fit_square(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to ``size`` then centre-crop to ``size`` x ``size`` (timm's eval transform)."""
-    if img.shape[-2:] == (size, size):
+def fit_image(img: torch.Tensor, size: ImageSize) -> torch.Tensor:
+    """(..., H, W) -> (..., height, width): the largest centred region of the target's aspect ratio, resized (timm's
+    eval transform: for a square size, the shorter side to ``size`` and a centre crop). Cropping before resizing
+    bounds the work by the output: a 1 x 3,000,000 strip is not first stretched to 32 x 96,000,000."""
+    h, w = image_hw(size)
+    H, W = img.shape[-2:]
+    if (H, W) == (h, w):
         return img
-    img = TF.resize(img, size, antialias=True)
-    return TF.center_crop(img, [size, size])
+    crop_h, crop_w = min(H, max(1, round(W * h / w))), min(W, max(1, round(H * w / h)))
+    img = TF.center_crop(img, [crop_h, crop_w])
+    return TF.resize(img, [h, w], antialias=True)
 
 
-def read_image(path: Path, size: int) -> torch.Tensor:
-    """(3, size, size) uint8 RGB from any image file."""
-    return fit_square(decode_rgb(Path(path)), size)
+def read_image(path: Path, size: ImageSize) -> torch.Tensor:
+    """(3, height, width) uint8 RGB from any image file; any failure is an ImageError naming the file."""
+    img = decode_rgb(Path(path))
+    try:
+        return fit_image(img, size)
+    except (RuntimeError, ValueError, MemoryError) as e:
+        raise ImageError(f"{display_path(path)}: cannot be resized ({type(e).__name__}: {e})") from None

@@ -9,6 +9,7 @@ pixels, and the same batched augmentation on the device follows.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vitlab.config import ImageSize, image_hw
 from vitlab.data.images import ImageError, read_image
 
 
@@ -24,7 +26,7 @@ def default_workers() -> int:
 
 
 class _Files(Dataset):
-    def __init__(self, files: Sequence[Path], size: int):
+    def __init__(self, files: Sequence[Path], size: ImageSize):
         self.files, self.size = files, size
 
     def __len__(self) -> int:
@@ -54,7 +56,7 @@ def image_channel_sums(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return x.sum((2, 3)), (x * x).sum((2, 3))
 
 
-def scan_files(files: Sequence[Path], size: int, workers: int, desc: str):
+def scan_files(files: Sequence[Path], size: ImageSize, workers: int, desc: str):
     """(kept indices, skip messages, channel sums (N, C), squared sums (N, C)) of ``files``, in worker processes."""
     from tqdm import tqdm
 
@@ -72,9 +74,9 @@ def scan_files(files: Sequence[Path], size: int, workers: int, desc: str):
 
 
 class FileImages:
-    """The uint8 images of ``files`` at ``size`` x ``size``, decoded on demand by ``workers`` processes."""
+    """The uint8 images of ``files`` at ``size``, decoded on demand by ``workers`` processes."""
 
-    def __init__(self, files: Sequence[Path], size: int, sums: torch.Tensor, squares: torch.Tensor,
+    def __init__(self, files: Sequence[Path], size: ImageSize, sums: torch.Tensor, squares: torch.Tensor,
                  workers: int = 0):
         self.files = list(files)
         self.size = size
@@ -86,11 +88,11 @@ class FileImages:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.files), 3, self.size, self.size)
+        return (len(self.files), 3, *image_hw(self.size))
 
     @property
     def nbytes(self) -> int:
-        return len(self.files) * 3 * self.size * self.size
+        return math.prod(self.shape)
 
     def __getitem__(self, idx: torch.Tensor) -> "FileImages":
         """The subset at ``idx`` (still on disk)."""
@@ -112,7 +114,7 @@ class FileImages:
             yield batch.to(device, non_blocking=True)
 
     def load(self) -> torch.Tensor:
-        """All the images as one (N, 3, S, S) uint8 tensor (for small subsets: figures, samples)."""
+        """All the images as one (N, 3, H, W) uint8 tensor (for small subsets: figures, samples)."""
         return torch.stack([read_image(f, self.size) for f in self.files]) if self.files else torch.empty(self.shape, dtype=torch.uint8)
 
     def split(self, batch_size: int) -> Iterator[torch.Tensor]:

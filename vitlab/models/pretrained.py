@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitlab.config import ModelConfig
+from vitlab.config import ModelConfig, image_hw, parse_image_size, validate_model
 from vitlab.errors import VitlabError
 from vitlab.io import safe_torch_load
-from vitlab.models.vit import token_grid
-from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from vitlab.models.vit import check_weights, token_grid
+from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT, check_checkpoint
 
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
 PAPER_HEADS = {(192, 12): 3, (384, 12): 6, (768, 12): 12, (1024, 24): 16, (1280, 32): 16}
@@ -48,7 +50,21 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
     vitlab checkpoint / export (any variant: its own config comes with it).
 
     ``heads`` is needed only for timm state-dict files of non-paper sizes (their weights do not record it).
+    The architecture read from the weights passes the training config's rules, and every tensor has its shape.
     """
+    try:
+        pre = _load_pretrained(source, heads)
+    except KeyError as e:
+        raise VitlabError(f"--weights {source}: no entry {e} (not the layout these weights should have)") from None
+    try:
+        validate_model(pre.config)
+    except VitlabError as e:
+        raise VitlabError(f"--weights {source}: the architecture they describe: {e}") from None
+    check_weights(pre.state, pre.config, f"--weights {source}", partial=True)
+    return pre
+
+
+def _load_pretrained(source: str, heads: int | None) -> Pretrained:
     if source.startswith("timm:"):
         return _from_timm_hub(source[len("timm:"):])
     path = Path(source)
@@ -61,30 +77,38 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
         return _from_npz(path)
     raw = _read_weights_file(path)
     if raw.get("format") == CHECKPOINT_FORMAT:  # written by vitlab train / vitlab export
-        from vitlab.config import Config
-
-        cfg = Config.from_dict(raw["config"], origin=f"{path} config").model
+        cfg = check_checkpoint(raw, path).model
         return Pretrained(cfg, raw["model"], tuple(raw["mean"]), tuple(raw["std"]), str(path))
     state = _state_dict(raw, path)
     if any(k.startswith(("vit.", "embeddings.")) for k in state):
         raise VitlabError(f"--weights {path}: a Hugging Face checkpoint; pass its directory (with config.json) instead")
-    pre = _from_timm_state(state, heads, source=str(path))
     exported = _timm_export_metadata(path)  # a file written by vitlab export --format timm knows more
+    pre = _from_timm_state(state, heads, source=str(path), img_size=exported.get("img_size"))
     if exported:
-        pre.config.norm_eps = float(exported["norm_eps"])
-        pre.mean, pre.std = tuple(json.loads(exported["mean"])), tuple(json.loads(exported["std"]))
+        pre.config.norm_eps = exported["norm_eps"]
+        pre.mean, pre.std = exported["mean"], exported["std"]
     return pre
 
 
-def _timm_export_metadata(path: Path) -> dict[str, str]:
-    """The metadata of a ``vitlab export --format timm`` file (LayerNorm epsilon, normalisation), else {}."""
+def _timm_export_metadata(path: Path) -> dict[str, Any]:
+    """What a ``vitlab export --format timm`` file's metadata adds (image size, LayerNorm epsilon, normalisation),
+    else {}."""
     if path.suffix != ".safetensors":
         return {}
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    return meta if {"timm_kwargs", "norm_eps", "mean", "std"} <= set(meta) else {}
+    if not {"timm_kwargs", "norm_eps", "mean", "std"} <= set(meta):
+        return {}
+    try:
+        kwargs = json.loads(meta["timm_kwargs"])
+        out = {"img_size": kwargs.get("img_size"), "norm_eps": float(meta["norm_eps"]),
+               "mean": tuple(float(v) for v in json.loads(meta["mean"])),
+               "std": tuple(float(v) for v in json.loads(meta["std"]))}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise VitlabError(f"--weights {path}: its timm-export metadata is malformed ({type(e).__name__}: {e})") from None
+    return out
 
 
 def _read_weights_file(path: Path) -> dict[str, Any]:
@@ -117,25 +141,34 @@ def _state_dict(raw: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _config(dim: int, depth: int, heads: int, mlp_dim: int, patch: int, grid: int, in_chans: int,
+def _config(dim: int, depth: int, heads: int, mlp_dim: int, patch: int, grid: tuple[int, int], in_chans: int,
             num_classes: int, qkv_bias: bool, eps: float) -> ModelConfig:
+    size = parse_image_size([grid[0] * patch, grid[1] * patch], "weights' image size")
     return dataclasses.replace(
-        ModelConfig(), preset="pretrained", img_size=grid * patch, patch_size=patch, in_chans=in_chans,
+        ModelConfig(), preset="pretrained", img_size=size, patch_size=patch, in_chans=in_chans,
         num_classes=max(num_classes, 1), dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, dropout=0.0,
         qkv_bias=qkv_bias, attn_proj=True, norm_eps=eps,
     )
 
 
-def _grid(tokens: int, prefix: int, source: str) -> int:
-    g = int(round((tokens - prefix) ** 0.5))
-    if g * g + prefix != tokens:
-        raise VitlabError(f"--weights {source}: a position embedding of {tokens} tokens is not a square grid"
-                          f"{' plus a class token' if prefix else ''}")
-    return g
+def _grid(tokens: int, prefix: int, source: str, img_size: Any = None, patch: int = 1) -> tuple[int, int]:
+    """(rows, columns) of a position embedding: from the image size the weights declare, else a square."""
+    if img_size is not None:
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch <= 0:
+            raise VitlabError(f"--weights {source}: expected a positive patch size, got {patch!r}")
+        h, w = image_hw(parse_image_size(img_size, f"--weights {source}: image size"))
+        grid = (h // patch, w // patch)
+    else:
+        side = int(round((tokens - prefix) ** 0.5))
+        grid = (side, side)
+    if grid[0] * grid[1] + prefix != tokens:
+        raise VitlabError(f"--weights {source}: a position embedding of {tokens} tokens is not a "
+                          f"{grid[0]} x {grid[1]} grid{' plus a class token' if prefix else ''}")
+    return grid
 
 
 def _from_timm_state(sd: dict[str, torch.Tensor], heads: int | None, source: str,
-                     mean: tuple[float, ...] = HALF, std: tuple[float, ...] = HALF) -> Pretrained:
+                     mean: tuple[float, ...] = HALF, std: tuple[float, ...] = HALF, img_size: Any = None) -> Pretrained:
     if "patch_embed.proj.weight" not in sd:
         hint = " (a hybrid timm ViT with a ResNet stem is not supported)" if "patch_embed.backbone" in " ".join(sd) else ""
         raise VitlabError(f"--weights {source}: not a timm vit_* state dict (no patch_embed.proj.weight){hint}")
@@ -152,7 +185,7 @@ def _from_timm_state(sd: dict[str, torch.Tensor], heads: int | None, source: str
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     if heads is None:
         heads = PAPER_HEADS.get((dim, depth), max(dim // 64, 1))
-    grid = _grid(sd["pos_embed"].shape[1], 1, source)
+    grid = _grid(sd["pos_embed"].shape[1], 1, source, img_size, patch)
     has_head = sd.get("head.weight") is not None and sd["head.weight"].ndim == 2
     cfg = _config(dim, depth, heads, sd["blocks.0.mlp.fc1.weight"].shape[0], patch, grid, in_chans,
                   sd["head.weight"].shape[0] if has_head else 1, "blocks.0.attn.qkv.bias" in sd, 1e-6)
@@ -191,15 +224,20 @@ def _from_timm_hub(name: str) -> Pretrained:
                           "machine and pass that file to --weights") from None
     cfg = model.pretrained_cfg
     heads = model.blocks[0].attn.num_heads
-    return _from_timm_state(model.state_dict(), heads, f"timm:{name}",
-                            tuple(cfg.get("mean", HALF)), tuple(cfg.get("std", HALF)))
+    return _from_timm_state(model.state_dict(), heads, f"timm:{name}", tuple(cfg.get("mean", HALF)),
+                            tuple(cfg.get("std", HALF)), img_size=list(model.patch_embed.img_size))
 
 
 def _from_hf_dir(path: Path) -> Pretrained:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise VitlabError(f"--weights {path}: a directory without config.json (expected a Hugging Face ViT model directory)")
-    c = json.loads(config_file.read_text())
+    try:
+        c = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VitlabError(f"--weights {config_file}: not valid JSON ({e})") from None
+    if not isinstance(c, dict):
+        raise VitlabError(f"--weights {config_file}: expected a JSON object")
     if c.get("model_type") != "vit":
         raise VitlabError(f"--weights {path}: config.json describes model_type {c.get('model_type')!r}; expected 'vit'")
     if c.get("hidden_act", "gelu") != "gelu":
@@ -209,12 +247,12 @@ def _from_hf_dir(path: Path) -> Pretrained:
         raise VitlabError(f"--weights {path}: no model.safetensors or pytorch_model.bin in the directory")
     sd = {k.removeprefix("vit."): v for k, v in _state_dict(_read_weights_file(weights), weights).items()}
     dim, depth = c["hidden_size"], c["num_hidden_layers"]
-    patch, size = c["patch_size"], c["image_size"]
+    patch, e = c["patch_size"], "embeddings."
+    grid = _grid(sd[e + "position_embeddings"].shape[1], 1, str(path), c["image_size"], patch)
     has_head = "classifier.weight" in sd
-    cfg = _config(dim, depth, c["num_attention_heads"], c["intermediate_size"], patch, size // patch,
+    cfg = _config(dim, depth, c["num_attention_heads"], c["intermediate_size"], patch, grid,
                   c.get("num_channels", 3), sd["classifier.weight"].shape[0] if has_head else 1,
                   c.get("qkv_bias", True), c.get("layer_norm_eps", 1e-12))
-    e = "embeddings."
     out = {"patch_embed.proj.weight": sd[e + "patch_embeddings.projection.weight"].reshape(dim, -1),
            "patch_embed.proj.bias": sd[e + "patch_embeddings.projection.bias"],
            "cls_token": sd[e + "cls_token"], "pos_embed": sd[e + "position_embeddings"],
@@ -238,12 +276,33 @@ def _from_hf_dir(path: Path) -> Pretrained:
     return Pretrained(cfg, out, mean, std, str(path))
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, each one's size read from its header first: a small file that declares a huge
+    array (a zip bomb: zeros compress about a thousandfold) is refused before anything is decompressed."""
+    limit = max(10 * path.stat().st_size, 64 * 2**20)
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > limit:
+                raise VitlabError(f"--weights {path}: its arrays declare {declared:,} bytes, over the {limit:,} "
+                                  f"a {path.stat().st_size:,}-byte file can hold (a zip bomb?)")
+            for m in members:
+                with z.open(m) as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject or math.prod(shape) * dtype.itemsize > m.file_size:
+                    raise VitlabError(f"--weights {path}: array {m.filename} declares more data than it holds")
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
+        raise VitlabError(f"--weights {path}: not a readable .npz ({e})") from None
+
+
 def _from_npz(path: Path) -> Pretrained:
     """The ``google-research/vision_transformer`` layout: Flax kernels are (in, out), attention (D, heads, hd)."""
-    try:
-        w = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as e:
-        raise VitlabError(f"--weights {path}: not a readable .npz ({e})") from None
+    w = _read_npz(path)
     prefix = next((p for p in ("", "opt/target/", "params/") if f"{p}embedding/kernel" in w), None)
     if prefix is None:
         raise VitlabError(f"--weights {path}: no embedding/kernel (expected the original vision_transformer .npz layout)")
@@ -287,17 +346,23 @@ def _from_npz(path: Path) -> Pretrained:
     return Pretrained(cfg, {k: v.contiguous() for k, v in out.items()}, HALF, HALF, str(path))
 
 
-def resample_pos_embed(pos_embed: torch.Tensor, new_grid: int, num_prefix_tokens: int = 1) -> torch.Tensor:
-    """(1, prefix + g*g, D) -> (1, prefix + new_grid**2, D): the grid part resized bicubically, the class token
-    kept apart. The same grid returns the tensor itself."""
+def resample_pos_embed(pos_embed: torch.Tensor, new_grid: int | tuple[int, int], num_prefix_tokens: int = 1,
+                       old_grid: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """(1, prefix + gh*gw, D) -> (1, prefix + new_h*new_w, D): the grid part resized bicubically, the class token
+    kept apart. Grids are (rows, columns) or one side for a square; ``old_grid`` defaults to the square the
+    embedding holds. The same grid returns the tensor itself."""
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    old = int(round(grid.shape[1] ** 0.5))
-    if old == new_grid:
+    side = int(round(grid.shape[1] ** 0.5))
+    old_h, old_w = image_hw(old_grid if old_grid is not None else side)
+    new_h, new_w = image_hw(new_grid)
+    if old_h * old_w != grid.shape[1]:
+        raise VitlabError(f"position embedding: {grid.shape[1]} grid tokens are not a {old_h} x {old_w} grid")
+    if (old_h, old_w) == (new_h, new_w):
         return pos_embed
     D = grid.shape[-1]
-    grid = grid.reshape(1, old, old, D).permute(0, 3, 1, 2).float()  # (1, D, g, g)
-    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", antialias=True, align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, D).to(pos_embed.dtype)
+    grid = grid.reshape(1, old_h, old_w, D).permute(0, 3, 1, 2).float()  # (1, D, gh, gw)
+    grid = F.interpolate(grid, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, D).to(pos_embed.dtype)  # (1, new_h*new_w, D)
     return torch.cat([prefix, grid], dim=1)
 
 
@@ -332,7 +397,7 @@ def adapt_state(pre: Pretrained, target: ModelConfig) -> dict[str, torch.Tensor]
                           f"{pre.source}); change model.img_size instead")
     state = {k: v for k, v in pre.state.items() if not k.startswith("head.")}
     prefix = 1 if target.pool == "cls" else 0
-    state["pos_embed"] = resample_pos_embed(state["pos_embed"], token_grid(target), prefix)
+    state["pos_embed"] = resample_pos_embed(state["pos_embed"], token_grid(target), prefix, token_grid(src))
     if target.stem == "linear":
         state["patch_embed.proj.weight"] = resample_patch_embed(
             state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size)

@@ -20,12 +20,15 @@ Where this differs from the seed, and why:
 from __future__ import annotations
 
 import dataclasses
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vitlab.config import ModelConfig
+from vitlab.config import ModelConfig, image_hw
+from vitlab.errors import VitlabError
 from vitlab.models.dropout import Dropout, dropout
 
 
@@ -144,9 +147,12 @@ class WhitenedConvStem(nn.Module):
         return self.net(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
 
 
-def token_grid(cfg: ModelConfig) -> int:
-    """Side of the square token grid the stem makes from an img_size x img_size image."""
-    return (cfg.img_size - 1) // 4 if cfg.stem == "whiten" else cfg.img_size // cfg.patch_size
+def token_grid(cfg: ModelConfig) -> tuple[int, int]:
+    """(rows, columns) of the token grid the stem makes from an image of ``cfg.img_size``."""
+    h, w = image_hw(cfg.img_size)
+    if cfg.stem == "whiten":  # the 2x2 whitening conv takes a pixel, each of the two pools halves (rounding down)
+        return (h - 1) // 4, (w - 1) // 4
+    return h // cfg.patch_size, w // cfg.patch_size
 
 
 class DropPath(nn.Module):
@@ -219,7 +225,15 @@ class Block(nn.Module):
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D), or (B, 1, D) with ``cls_only``."""
+        return self._forward(x, False, cls_only)[0]
+
+    def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output and its attention maps (B, heads, N, N), by the exact manual path."""
+        return self._forward(x, True, False)
+
+    def _forward(self, x: torch.Tensor, return_attention: bool, cls_only: bool):
         y, attn = self.attn(self.norm1(x), return_attention, cls_only)
         if cls_only:
             x = x[:, :1]  # (B, 1, D)
@@ -232,7 +246,8 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = dataclasses.replace(cfg)
-        num_patches = token_grid(cfg) ** 2
+        self.grid_size = token_grid(cfg)  # (rows, columns) of patch tokens, as timm's patch_embed.grid_size
+        num_patches = self.grid_size[0] * self.grid_size[1]
         self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
         stems = {"linear": lambda: PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim), "conv": lambda: ConvStem(cfg),
                  "whiten": lambda: WhitenedConvStem(cfg)}
@@ -274,27 +289,26 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward_features(self, x: torch.Tensor, return_attention: bool = False):
-        """Images (B, C, H, W) -> normalised tokens (B, T, D), T = N (+1 with a class token), and the maps if asked."""
-        return self._encode(x, return_attention)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> normalised tokens (B, T, D), T = N (+1 with a class token)."""
+        return self._encode(x)
 
-    def _encode(self, x: torch.Tensor, return_attention: bool = False, cls_only: bool = False):
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+N, D)
-        x = self.pos_drop(x + self.pos_embed)
-        maps: list[torch.Tensor] = []
+        return self.pos_drop(x + self.pos_embed)
+
+    def _encode(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        x = self._embed(x)
         for i, block in enumerate(self.blocks):
             last = cls_only and i == len(self.blocks) - 1
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 # Keep only each block's input; its activations are recomputed in the backward pass.
-                x, attn = checkpoint(block, x, return_attention, last, use_reentrant=False)
+                x = checkpoint(block, x, last, use_reentrant=False)
             else:
-                x, attn = block(x, return_attention, last)
-            if return_attention:
-                maps.append(attn)
-        x = self.norm(x)
-        return (x, maps) if return_attention else x
+                x = block(x, last)
+        return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Tokens (B, T, D) -> logits (B, classes), or the pooled embedding (B, D) with pre_logits."""
@@ -307,11 +321,24 @@ class VisionTransformer(nn.Module):
             x = x.mean(dim=1)
         return x if pre_logits else self.head(x)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """Logits (B, classes); with ``return_attention`` also a list of ``depth`` maps (B, heads, T, T)."""
+    def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, classes) and every block's attention maps, a list of ``depth`` (B, heads, T, T), computed by
+        the exact manual attention path (the same logits as ``forward`` to about 1e-5)."""
+        x = self._embed(x)
+        maps: list[torch.Tensor] = []
+        for block in self.blocks:
+            x, attn = block.forward_attention(x)
+            maps.append(attn)
+        return self.forward_head(self.norm(x)), maps
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> torch.Tensor:
+        """Logits (B, classes). ``return_attention=True`` is the deprecated spelling of ``forward_attention``."""
         if return_attention:
-            x, maps = self.forward_features(x, return_attention=True)
-            return self.forward_head(x), maps
+            # FutureWarning, not DeprecationWarning: shown by default (the call arrives through nn.Module's
+            # wrappers, so a DeprecationWarning would be attributed to torch and hidden).
+            warnings.warn("model(x, return_attention=True) is deprecated; use model.forward_attention(x)",
+                          FutureWarning, stacklevel=2)
+            return self.forward_attention(x)
         # A class-token head reads one token: the last block computes that token alone (the same logits,
         # without the other tokens' final attention outputs and MLPs, which nothing would read).
         return self.forward_head(self._encode(x, cls_only=self.cfg.pool == "cls"))
@@ -320,3 +347,19 @@ class VisionTransformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+
+def check_weights(weights: object, cfg: ModelConfig, where: str, *, partial: bool = False) -> None:
+    """Refuse, in one line naming ``where``, weights that are not a mapping of tensors with exactly the names and
+    shapes ``cfg``'s model has (a subset with ``partial``): checked on the meta device, before any allocation."""
+    with torch.device("meta"):  # shapes only: no memory is allocated for the weights
+        expected = {k: tuple(v.shape) for k, v in VisionTransformer(cfg).state_dict().items()}
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise VitlabError(f"{where}: expected the weights as a mapping of names to tensors")
+    odd = sorted(set(weights) - set(expected)) + ([] if partial else sorted(set(expected) - set(weights)))
+    if odd:
+        raise VitlabError(f"{where}: weights do not match the model its config describes (missing or unexpected: "
+                          f"{', '.join(odd[:3])})")
+    for name, tensor in weights.items():
+        if tuple(tensor.shape) != expected[name]:
+            raise VitlabError(f"{where}: weights do not match the model its config describes ({name} has shape "
+                              f"{tuple(tensor.shape)}, the config implies {expected[name]})")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vitlab.config import TrainConfig
+from vitlab.errors import VitlabError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -82,12 +83,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == "adam":
         # Adam's weight_decay is the L2 penalty added to the gradient, as in the seed's optim.Adam.
         return torch.optim.Adam(groups, lr=cfg.lr, **fast)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=True)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=True)
+    raise VitlabError(f"train.optimizer: expected adamw, adam, sgd or muon, got {cfg.optimizer!r}")
+
+
+SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 
 
 def lr_factor(schedule: str, progress: float, warmup: float) -> float:
     """Multiplier of the base learning rate at ``progress`` (0 = start, 1 = end of training)."""
     p = min(max(progress, 0.0), 1.0)
+    if schedule not in SCHEDULES:
+        raise VitlabError(f"train.schedule: expected {', '.join(SCHEDULES)}, got {schedule!r}")
     if schedule == "constant":
         return 1.0
     if schedule == "onecycle":
@@ -100,4 +108,4 @@ def lr_factor(schedule: str, progress: float, warmup: float) -> float:
         return p / warmup
     if schedule == "linear":  # to zero at the end (airbench): the last steps average the weights out
         return (1 - p) / (1 - warmup)
-    return 0.5 * (1 + math.cos(math.pi * (p - warmup) / (1 - warmup)))
+    return 0.5 * (1 + math.cos(math.pi * (p - warmup) / (1 - warmup)))  # cosine

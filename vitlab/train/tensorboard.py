@@ -28,6 +28,9 @@ class TensorBoardLog:
         for key, value in record.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, value, record["step"])
+        losses = record.get("step_loss", [])
+        for i, loss in enumerate(losses):  # the epoch's per-step training losses, each at its own step
+            self.writer.add_scalar("train_loss_step", loss, record["step"] - len(losses) + 1 + i)
         self.writer.flush()
 
     def close(self) -> None:

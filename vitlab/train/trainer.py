@@ -23,8 +23,9 @@ from vitlab.config import Config, validate
 from vitlab.data.augment import BatchTransform, alternating_flips
 from vitlab.data.dataset import ImageData, balanced_weights, epoch_order, iterate_batches, load_data, place_images
 from vitlab.data.stream import FileImages
+from vitlab.device import resolve_device
 from vitlab.errors import Interrupted, VitlabError
-from vitlab.io import atomic_write_text
+from vitlab.io import append_jsonl, atomic_write_text, read_jsonl
 from vitlab.models.pretrained import Pretrained, apply_pretrained, load_pretrained
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
@@ -40,17 +41,6 @@ from vitlab.train.step import (
 )
 
 DEFAULT_EPOCHS = 10
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VitlabError(f"train.device: {name} requested but no CUDA GPU is available (use cpu or auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise VitlabError(f"train.device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
 
 
 # What a run writes into its folder: removed by ``overwrite=True`` before a new run starts there (with the
@@ -156,7 +146,7 @@ class Run:
         # Position inside the current epoch: its data order, batches done, and its running statistics.
         self.epoch_order: torch.Tensor | None = None
         self.epoch_pos = 0
-        self.partial: dict[str, float] = {}
+        self.partial: dict[str, Any] = {}
         # How often each training image was used this epoch, summed over ranks at the epoch's end.
         self.epoch_counts: torch.Tensor | None = None
         self.stop_signal: str | None = None
@@ -248,13 +238,14 @@ class Run:
             weights = balanced_weights(labels.cpu()) if self.cfg.data.balanced else None
             self.epoch_order = epoch_order(n, generator=self.order_gen, weights=weights)
             self.epoch_pos = 0
-            self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+            self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "step_loss": []}
             self.epoch_counts = torch.zeros(n, dtype=torch.int32)
         batches = list(self.epoch_order.split(t.batch_size))
         if len(batches[-1]) < world.size:
             batches.pop()  # a last batch too small to give every rank an image
         self.model.train()
         p = self.partial
+        p.setdefault("step_loss", [])  # (a checkpoint written before per-step losses were kept)
         bar = tqdm(total=len(batches), initial=self.epoch_pos, desc=f"epoch {self.epoch + 1}", unit="step",
                    leave=False, disable=None if world.is_main else True)
         last_save = self.train_seconds
@@ -303,6 +294,7 @@ class Run:
             p["seen"] += int(seen)
             p["loss_sum"] += loss_sum
             p["correct"] += int(correct)
+            p["step_loss"].append(round(loss_value, 5))
             bar.update()
             bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}", acc=f"{p['correct'] / p['seen']:.3f}",
                             img_s=f"{p['seen'] / p['seconds']:.0f}", lr=f"{lr:.2e}")
@@ -326,7 +318,8 @@ class Run:
         self.epoch_order = None
         return {"train_loss": p["loss_sum"] / p["seen"], "train_acc": p["correct"] / p["seen"],
                 "seconds": p["seconds"], "images_per_s": p["seen"] / p["seconds"], "lr": lr,
-                "epoch_fraction": p["seen"] / n, "images": p["seen"], "distinct_images": int((counts > 0).sum())}
+                "epoch_fraction": p["seen"] / n, "images": p["seen"], "distinct_images": int((counts > 0).sum()),
+                "step_loss": list(p["step_loss"])}
 
     def optimizer_step(self) -> None:
         """Clip and apply the accumulated gradient; under fp16 through the gradient scaler, which unscales it
@@ -463,8 +456,7 @@ def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
     if improved:
         run.best_val_acc, run.best_epoch = record.get("val_acc", -1.0), run.epoch
         save_checkpoint(out / "best.pt", run.eval_model, cfg, run.meta(with_training_state=False))
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_jsonl(out / "metrics.jsonl", record)
     if run.tensorboard is not None:
         run.tensorboard.log(record)
     run.save_last()
@@ -485,12 +477,14 @@ def resume_checkpoint(out: Path) -> dict[str, Any]:
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop metrics lines of epochs the checkpoint does not include (written just before a crash)."""
+    """Drop metrics lines of epochs the checkpoint does not include (written just before a crash), and a torn
+    last line, rewriting the file whole."""
     if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        keep = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-        if len(keep) != len(lines):
-            atomic_write_text("".join(line + "\n" for line in keep), path)
+        records = read_jsonl(path)
+        keep = [r for r in records if isinstance(r.get("epoch"), int) and r["epoch"] <= epochs_done]
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+        if text != path.read_text(errors="replace"):
+            atomic_write_text(text, path)
 
 
 @contextlib.contextmanager
