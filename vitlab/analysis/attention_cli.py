@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -16,17 +17,22 @@ from vitlab.inference import Classifier
 from vitlab.predict import collect_images
 
 
+def readable_images(clf: Classifier, paths: list[str]) -> Iterator[tuple[Path, torch.Tensor]]:
+    """(file, uint8 image at the model's size) for each readable image among ``paths``; the others are named on
+    stderr and skipped."""
+    for f in collect_images(paths):
+        try:
+            yield f, clf.read(f)
+        except ImageError as e:
+            print(f"vitlab: skipped {e}", file=sys.stderr)
+
+
 def attention_maps(checkpoint: str | Path, paths: list[str], out: Path, *, device: str = "auto") -> list[Path]:
     """Write ``OUT/<name>_attention.png`` (image, last-layer class-token attention, rollout) per readable image."""
     clf = Classifier.from_checkpoint(checkpoint, device)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in collect_images(paths):
-        try:
-            img = clf.read(f)
-        except ImageError as e:
-            print(f"vitlab: skipped {e}", file=sys.stderr)
-            continue
+    for f, img in readable_images(clf, paths):
         logits, heat = clf.attention(img[None])
         p = logits.softmax(1)[0]
         k = int(p.argmax())
@@ -51,12 +57,7 @@ def explain_files(checkpoint: str | Path, paths: list[str], out: Path, *, method
         raise VitlabError(f"--discard: expected a share in [0, 1), got {discard}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in collect_images(paths):
-        try:
-            img = clf.read(f)
-        except ImageError as e:
-            print(f"vitlab: skipped {e}", file=sys.stderr)
-            continue
+    for f, img in readable_images(clf, paths):
         target = None if class_name is None else torch.tensor([clf.classes.index(class_name)], device=clf.device)
         logits, heat = explain(clf.model, clf.transform(img[None].to(clf.device)), method, target, fusion, discard)
         p = (logits / clf.temperature).softmax(1)[0].cpu()
