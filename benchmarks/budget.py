@@ -26,16 +26,40 @@ from pathlib import Path
 def run_one(preset: str, budget: float, seed: int, data: str, out: Path) -> dict:
     run = out / f"{Path(preset).stem}-{int(budget)}s-seed{seed}"
     if not (run / "summary.json").is_file():
-        cmd = [sys.executable, "-m", "vitlab", "train", "--config", preset, "--data", data, "--out", str(run),
-               "--time-budget", str(budget), "--seed", str(seed), "--no-report", "--overwrite"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vitlab",
+            "train",
+            "--config",
+            preset,
+            "--data",
+            data,
+            "--out",
+            str(run),
+            "--time-budget",
+            str(budget),
+            "--seed",
+            str(seed),
+            "--no-report",
+            "--overwrite",
+        ]
         print("$", " ".join(cmd), flush=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         print(f"{time.perf_counter() - start:.0f} s wall", flush=True)
     s = json.loads((run / "summary.json").read_text())
-    return {"preset": preset, "budget": budget, "seed": seed, "test_acc": s["test_acc"],
-            "test_acc_no_tta": s.get("test_acc_no_tta", s["test_acc"]), "val_acc": s.get("val_acc"),
-            "epochs": s["epochs"], "images_per_s": s["images_per_s"], "run": str(run)}
+    return {
+        "preset": preset,
+        "budget": budget,
+        "seed": seed,
+        "test_acc": s["test_acc"],
+        "test_acc_no_tta": s.get("test_acc_no_tta", s["test_acc"]),
+        "val_acc": s.get("val_acc"),
+        "epochs": s["epochs"],
+        "images_per_s": s["images_per_s"],
+        "run": str(run),
+    }
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -49,9 +73,14 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["preset"] == preset]
         budgets = sorted({r["budget"] for r in mine})
         med = [100 * statistics.median(r["test_acc"] for r in mine if r["budget"] == b) for b in budgets]
-        line, = ax.plot([b / 60 for b in budgets], med, marker="o", label=Path(preset).stem)
-        ax.scatter([r["budget"] / 60 for r in mine], [100 * r["test_acc"] for r in mine], s=12, alpha=0.5,
-                   color=line.get_color())
+        (line,) = ax.plot([b / 60 for b in budgets], med, marker="o", label=Path(preset).stem)
+        ax.scatter(
+            [r["budget"] / 60 for r in mine],
+            [100 * r["test_acc"] for r in mine],
+            s=12,
+            alpha=0.5,
+            color=line.get_color(),
+        )
     ax.set_xscale("log")
     ax.minorticks_off()  # only the budgets themselves are labelled
     ticks = sorted({r["budget"] / 60 for r in rows})
@@ -75,8 +104,14 @@ def main() -> int:
     parser.add_argument("--out", default="runs/budget", help="parent folder of the run folders")
     parser.add_argument("--plot", help="also draw accuracy against budget into this PNG")
     parser.add_argument("--json", help="also write every run's figures to this JSON file")
-    parser.add_argument("--with", dest="earlier", nargs="+", default=[], metavar="JSON",
-                        help="also table and plot the runs of earlier --json files (e.g. other presets or budgets)")
+    parser.add_argument(
+        "--with",
+        dest="earlier",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="also table and plot the runs of earlier --json files (e.g. other presets or budgets)",
+    )
     args = parser.parse_args()
     rows = [run_one(p, b, s, args.data, Path(args.out)) for p in args.presets for b in args.budget for s in args.seeds]
     mine = {r["run"] for r in rows}
@@ -88,8 +123,9 @@ def main() -> int:
     for preset, budget in dict.fromkeys((r["preset"], r["budget"]) for r in rows):
         group = [r for r in rows if r["preset"] == preset and r["budget"] == budget]
         runs = ", ".join(f"{r['test_acc']:.2%} ({r['test_acc_no_tta']:.2%}, {r['epochs']:.1f} ep)" for r in group)
-        print(f"{preset:<36} {budget:>6.0f} s  median {statistics.median(r['test_acc'] for r in group):.2%}  "
-              f"runs: {runs}")
+        print(
+            f"{preset:<36} {budget:>6.0f} s  median {statistics.median(r['test_acc'] for r in group):.2%}  runs: {runs}"
+        )
     if args.plot:
         plot(rows, Path(args.plot))
         print(f"plot: {args.plot}")

@@ -81,16 +81,21 @@ def main() -> int:
     args = parser.parse_args()
     peak, how = cpu_peak_gflops()
     print(f"torch {torch.__version__}; fp32 peak {peak:.0f} GFLOP/s ({how})")
-    print(f"{'model':<8} {'fwd MFLOP/img':>13} {'stem':>6} {'blocks':>6} {'rest':>5} | {'train MFLOP/img':>15} "
-          f"{'img/s':>6} {'GFLOP/s':>7} {'of peak':>7}")
+    print(
+        f"{'model':<8} {'fwd MFLOP/img':>13} {'stem':>6} {'blocks':>6} {'rest':>5} | {'train MFLOP/img':>15} "
+        f"{'img/s':>6} {'GFLOP/s':>7} {'of peak':>7}"
+    )
     for name in args.models:
         model = create_model(name, num_classes=10)
         split = flop_split(model)
         per_image, seconds = train_rate(model, args.batch, args.repeats)
         rate = per_image * args.batch / seconds / 1e9
-        print(f"{name:<8} {split['total']:>13.1f} {split['stem'] / split['total']:>6.0%} "
-              f"{split['blocks'] / split['total']:>6.0%} {split['rest'] / split['total']:>5.0%} | "
-              f"{per_image / 1e6:>15.1f} {args.batch / seconds:>6.0f} {rate:>7.1f} {rate / peak:>7.0%}", flush=True)
+        print(
+            f"{name:<8} {split['total']:>13.1f} {split['stem'] / split['total']:>6.0%} "
+            f"{split['blocks'] / split['total']:>6.0%} {split['rest'] / split['total']:>5.0%} | "
+            f"{per_image / 1e6:>15.1f} {args.batch / seconds:>6.0f} {rate:>7.1f} {rate / peak:>7.0%}",
+            flush=True,
+        )
     return 0
 
 

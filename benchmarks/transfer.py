@@ -42,8 +42,11 @@ def vitlab(*args: str) -> dict:
     out = Path(args[args.index("--out") + 1])
     summary = json.loads((out / "summary.json").read_text())
     summary["wall"] = time.perf_counter() - start
-    print(f"  test {summary['test_acc']:.2%}, {summary['epochs']:.2f} epochs, {summary['images_per_s']:.0f} img/s, "
-          f"{summary['wall']:.0f} s wall", flush=True)
+    print(
+        f"  test {summary['test_acc']:.2%}, {summary['epochs']:.2f} epochs, {summary['images_per_s']:.0f} img/s, "
+        f"{summary['wall']:.0f} s wall",
+        flush=True,
+    )
     return summary
 
 
@@ -54,20 +57,49 @@ def main() -> int:
     parser.add_argument("--finetune", type=float, default=150, help="seconds of fine-tuning, and of the scratch run")
     parser.add_argument("--img-size", type=int, default=40, help="fine-tuning resolution (pre-training is at 32)")
     parser.add_argument("--out", default="runs/transfer")
-    parser.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra --set for the fine-tuning run (e.g. train.optimizer=adamw)")
+    parser.add_argument(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra --set for the fine-tuning run (e.g. train.optimizer=adamw)",
+    )
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
     animals = class_subset(data, ANIMALS, out / "data-animals")
     vehicles = class_subset(data, VEHICLES, out / "data-vehicles")
     recipe = ["--config", "configs/cifar10-cpu-10min.yaml"]
 
-    pre = vitlab("train", *recipe, "--data", str(animals), "--out", str(out / "pretrain"), "--time-budget", str(args.pretrain))
+    pre = vitlab(
+        "train", *recipe, "--data", str(animals), "--out", str(out / "pretrain"), "--time-budget", str(args.pretrain)
+    )
     sets = [x for kv in args.finetune_set for x in ("--set", kv)]
-    ft = vitlab("finetune", "--weights", str(out / "pretrain" / "best.pt"), "--data", str(vehicles),
-                "--out", str(out / "finetune"), "--img-size", str(args.img_size), "--time-budget", str(args.finetune), *sets)
-    scratch = vitlab("train", *recipe, "--data", str(vehicles), "--out", str(out / "scratch"),
-                     "--set", f"model.img_size={args.img_size}", "--time-budget", str(args.finetune))
+    ft = vitlab(
+        "finetune",
+        "--weights",
+        str(out / "pretrain" / "best.pt"),
+        "--data",
+        str(vehicles),
+        "--out",
+        str(out / "finetune"),
+        "--img-size",
+        str(args.img_size),
+        "--time-budget",
+        str(args.finetune),
+        *sets,
+    )
+    scratch = vitlab(
+        "train",
+        *recipe,
+        "--data",
+        str(vehicles),
+        "--out",
+        str(out / "scratch"),
+        "--set",
+        f"model.img_size={args.img_size}",
+        "--time-budget",
+        str(args.finetune),
+    )
     print(f"\npre-training on {len(ANIMALS)} animal classes, {args.pretrain:.0f} s: test {pre['test_acc']:.2%}")
     print(f"vehicles at {args.img_size} px, {args.finetune:.0f} s of training each:")
     print(f"  fine-tuned from the animal model: {ft['test_acc']:.2%}  ({ft['epochs']:.2f} epochs)")

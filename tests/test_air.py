@@ -70,7 +70,7 @@ def test_reflect_crop_takes_windows_of_the_mirrored_image():
     padded = torch.nn.functional.pad(x.float(), (2,) * 4, mode="reflect").to(torch.uint8)
     assert out.dtype == torch.uint8 and out.shape == x.shape
     for img, pad in zip(out, padded):
-        windows = [pad[:, i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+        windows = [pad[:, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
         assert any(torch.equal(img, w) for w in windows)
     assert (out != 0).float().mean() > 0.99  # no zero borders
 
@@ -125,8 +125,11 @@ def test_muon_takes_exactly_the_encoder_blocks_matrices():
     opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3))
     names = {id(p): n for n, p in model.named_parameters()}
     in_muon = {names[id(p)] for g in opt.muon.param_groups for p in g["params"]}
-    assert in_muon == set(muon_params(model)) == {
-        n for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("blocks.")}
+    assert (
+        in_muon
+        == set(muon_params(model))
+        == {n for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("blocks.")}
+    )
     assert {"blocks.0.attn.qkv.weight", "blocks.0.mlp.0.weight", "blocks.0.mlp.3.weight"} <= in_muon
     in_adamw = {names[id(p)] for g in opt.adamw.param_groups for p in g["params"]}
     assert not in_muon & in_adamw and in_muon | in_adamw == set(names.values())

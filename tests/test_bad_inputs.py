@@ -55,9 +55,15 @@ def broken(folder):
     os.symlink("loop_b.jpg", folder / "loop_a.jpg")
     os.symlink("loop_a.jpg", folder / "loop_b.jpg")
     os.symlink("missing-target.jpg", folder / "dangling.jpg")
-    return {"zero.jpg": "empty file", "truncated.jpg": "not a readable image", "text.png": "not a readable image",
-            "bomb.png": "decompression-bomb limit", "loop_a.jpg": "cannot be read", "loop_b.jpg": "cannot be read",
-            "dangling.jpg": "cannot be read"}
+    return {
+        "zero.jpg": "empty file",
+        "truncated.jpg": "not a readable image",
+        "text.png": "not a readable image",
+        "bomb.png": "decompression-bomb limit",
+        "loop_a.jpg": "cannot be read",
+        "loop_b.jpg": "cannot be read",
+        "dangling.jpg": "cannot be read",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +97,22 @@ def test_malformed_input_corpus(trained, small_cifar, tmp_path, capsys):
         line = next(line for line in out.splitlines() if name in line)
         assert reason in line, line
     assert "train 365" in out or "train 364" in out  # 400 + 5 readable odd images, 10% held out
-    expect(["train", "--data", str(data), "--out", str(tmp_path / "r2"), *FAST, "--set", "data.strict=true",
-            "--set", "data.cache_dir=" + str(tmp_path / "strict-cache")], 2, "strict")
+    expect(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "r2"),
+            *FAST,
+            "--set",
+            "data.strict=true",
+            "--set",
+            "data.cache_dir=" + str(tmp_path / "strict-cache"),
+        ],
+        2,
+        "strict",
+    )
     assert not (tmp_path / "r2" / "summary.json").exists()
 
     # -- the same images through predict: each reported by name, the readable ones classified
@@ -107,7 +127,11 @@ def test_malformed_input_corpus(trained, small_cifar, tmp_path, capsys):
     empty = tmp_path / "empty_class"
     shutil.copytree(small_cifar, empty)
     (empty / "train" / "unicorn").mkdir()
-    expect(["train", "--data", str(empty), "--out", str(tmp_path / "f3"), *FAST], 2, "unicorn: class folder holds no image files")
+    expect(
+        ["train", "--data", str(empty), "--out", str(tmp_path / "f3"), *FAST],
+        2,
+        "unicorn: class folder holds no image files",
+    )
     extra = tmp_path / "extra_test_class"
     shutil.copytree(small_cifar, extra)
     shutil.copytree(extra / "test" / "cat", extra / "test" / "tiger")
@@ -152,7 +176,6 @@ def test_malformed_input_corpus(trained, small_cifar, tmp_path, capsys):
     expect(["report", str(trained), "--extra-test", "oops"], 2, "expected NAME=PATH")
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Hostile inputs, one class each (issue 12): every command runs in its own process under a memory limit
 # calibrated from the same command on good input (+1 GiB) and a generous time limit; each must answer with its
@@ -180,8 +203,13 @@ def run_cli(argv, limit=0, cwd=None):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(limit), *map(str, argv)], capture_output=True,
-                          timeout=HANG_SECONDS, cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(limit), *map(str, argv)],
+        capture_output=True,
+        timeout=HANG_SECONDS,
+        cwd=cwd,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
     err = proc.stderr.decode(errors="replace")
     found = re.search(r"VMPEAK (\d+)", err)
     peak = int(found.group(1)) if found else 0
@@ -197,7 +225,7 @@ def tiny_folder(root, classes=("cat", "dog"), per_class=12, test=4):
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 y, x = 8 * i, 40 * c + 3 * i
-                Image.fromarray(photo[y:y + 32, x:x + 32]).save(d / f"{i}.png")
+                Image.fromarray(photo[y : y + 32, x : x + 32]).save(d / f"{i}.png")
     return root
 
 
@@ -207,15 +235,14 @@ def lying_jpeg(path, side=20_000):
     Image.fromarray(skdata.astronaut()[:16, :16]).save(buf, "JPEG", quality=50)
     data = bytearray(buf.getvalue())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", side, side)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", side, side)
     path.write_bytes(bytes(data))
 
 
 def npz_bomb(path, declared=2**31):
     """An .npz of about 2 MB holding one float64 array of ``declared`` bytes of zeros (deflate: ~1000:1)."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (declared // 8,)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (declared // 8,)})
     chunk = bytes(2**24)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         with z.open("embedding/kernel.npy", "w", force_zip64=True) as f:
@@ -252,10 +279,31 @@ def hostile(tmp_path_factory):
     good_runs = {
         "predict": ["predict", run / "best.pt", good, "--out", root / "good.csv"],
         # with its report and a cold data cache: the most any train case below does
-        "train": ["train", "--data", data, "--out", root / "good-run", *fast, "--set", f"data.cache_dir={root / 'cold'}"],
+        "train": [
+            "train",
+            "--data",
+            data,
+            "--out",
+            root / "good-run",
+            *fast,
+            "--set",
+            f"data.cache_dir={root / 'cold'}",
+        ],
         "report": ["report", run],
-        "finetune": ["finetune", "--weights", run / "best.pt", "--data", data, "--out", root / "good-ft",
-                     "--epochs", "1", "--batch-size", "16", "--no-report"],
+        "finetune": [
+            "finetune",
+            "--weights",
+            run / "best.pt",
+            "--data",
+            data,
+            "--out",
+            root / "good-ft",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--no-report",
+        ],
         "attention": ["attention", run / "best.pt", good, "--out", root / "good-att"],
     }
     limits = {}
@@ -269,8 +317,11 @@ def hostile(tmp_path_factory):
 def _header_lies(h, tmp):
     lying_jpeg(tmp / "huge.jpg")
     shutil.copy(h["good"], tmp / "ok.png")
-    return ["predict", h["run"] / "best.pt", tmp, "--out", tmp / "p.csv"], 0, ["huge.jpg: 400,000,000 pixels",
-                                                                             "decompression-bomb limit"]
+    return (
+        ["predict", h["run"] / "best.pt", tmp, "--out", tmp / "p.csv"],
+        0,
+        ["huge.jpg: 400,000,000 pixels", "decompression-bomb limit"],
+    )
 
 
 def _aspect_ratio(h, tmp):
@@ -284,6 +335,7 @@ def _checkpoint(field, value, message):
         ckpt["config"]["model"][field] = value
         torch.save(ckpt, tmp / "evil.pt")
         return ["predict", tmp / "evil.pt", h["good"]], 2, [message]
+
     return make
 
 
@@ -292,6 +344,7 @@ def _safetensors(message, **changes):
         shutil.copy(h["root"] / "m.safetensors", tmp / "m.safetensors")
         rewrite_safetensors(tmp / "m.safetensors", **changes)
         return ["predict", tmp / "m.safetensors", h["good"]], 2, [message]
+
     return make
 
 
@@ -312,16 +365,22 @@ def _special_predict(h, tmp):
     os.mkfifo(tmp / "a.jpg")
     os.symlink("/dev/zero", tmp / "zero.jpg")
     shutil.copy(h["good"], tmp / "ok.png")
-    return ["predict", h["run"] / "best.pt", tmp, "--out", tmp / "p.csv"], 0, [
-        "a.jpg: not a regular file (a pipe)", "zero.jpg: not a regular file (a device", "wrote 1 predictions"]
+    return (
+        ["predict", h["run"] / "best.pt", tmp, "--out", tmp / "p.csv"],
+        0,
+        ["a.jpg: not a regular file (a pipe)", "zero.jpg: not a regular file (a device", "wrote 1 predictions"],
+    )
 
 
 def _special_train(h, tmp):
     shutil.copytree(h["data"], tmp / "d")
     os.mkfifo(tmp / "d" / "train" / "cat" / "fifo.jpg")
     os.symlink("/dev/zero", tmp / "d" / "train" / "dog" / "zero.png")
-    return ["train", "--data", tmp / "d", "--out", tmp / "r", *h["fast"], "--no-report"], 0, [
-        "fifo.jpg: not a regular file (a pipe)", "zero.png: not a regular file"]
+    return (
+        ["train", "--data", tmp / "d", "--out", tmp / "r", *h["fast"], "--no-report"],
+        0,
+        ["fifo.jpg: not a regular file (a pipe)", "zero.png: not a regular file"],
+    )
 
 
 def _names(h, tmp):
@@ -372,19 +431,33 @@ def _value(setting, message):
     def make(h, tmp):
         flag = setting.split("=", 1) if setting.startswith("--") else ["--set", setting]
         return ["train", "--data", h["data"], "--out", tmp / "r", *h["fast"], "--no-report", *flag], 2, [message]
+
     return make
 
 
 def _empty_validation(h, tmp):
-    return ["train", "--data", h["data"], "--out", tmp / "r", *h["fast"], "--no-report", "--set", "data.val_max=0"], 0, [
-        "val 0 (none: the hold-out would be empty"]
+    return (
+        ["train", "--data", h["data"], "--out", tmp / "r", *h["fast"], "--no-report", "--set", "data.val_max=0"],
+        0,
+        ["val 0 (none: the hold-out would be empty"],
+    )
 
 
 def _cache(kind):
     def make(h, tmp):
         cache = tmp / "cache"
-        argv = ["train", "--data", h["data"], "--out", tmp / "r", *h["fast"], "--no-report", "--overwrite",
-                "--set", f"data.cache_dir={cache}"]
+        argv = [
+            "train",
+            "--data",
+            h["data"],
+            "--out",
+            tmp / "r",
+            *h["fast"],
+            "--no-report",
+            "--overwrite",
+            "--set",
+            f"data.cache_dir={cache}",
+        ]
         if kind == "unwritable":
             (tmp / "file").write_text("not a folder")
             argv[-1] = f"data.cache_dir={tmp / 'file' / 'cache'}"
@@ -398,6 +471,7 @@ def _cache(kind):
         data["splits"]["train"][0][0, 0, 0, 0] ^= 1  # one altered pixel
         torch.save(data, cached)
         return argv, 0, ["rebuilding the data cache", "checksum mismatch"]
+
     return make
 
 
@@ -437,19 +511,31 @@ CASES = {
     "10-cache-unwritable": _cache("unwritable"),
 }
 
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_input(case, hostile, tmp_path):
     argv, code, needles = CASES[case](hostile, tmp_path)
-    protected = {p: p.read_bytes() for p in map(Path, argv[1:]) if isinstance(p, Path) and p.is_file()
-                 and p.suffix in (".pt", ".safetensors")}
+    protected = {
+        p: p.read_bytes()
+        for p in map(Path, argv[1:])
+        if isinstance(p, Path) and p.is_file() and p.suffix in (".pt", ".safetensors")
+    }
     cwd = tmp_path / "in" if (tmp_path / "in").is_dir() else tmp_path
     start = time.perf_counter()
     rc, out, err, peak = run_cli(argv, limit=hostile["limits"][argv[0]], cwd=cwd)
     if os.environ.get("VITLAB_HOSTILE_LOG"):  # for benchmarks/RESULTS.md: memory over the good run, and time
         with open(os.environ["VITLAB_HOSTILE_LOG"], "a") as f:
-            f.write(json.dumps({"case": case, "rc": rc, "seconds": round(time.perf_counter() - start, 1),
-                                "peak_over_good_mib": round((peak - hostile["limits"][argv[0]] + HEADROOM) / 2**20)})
-                    + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "case": case,
+                        "rc": rc,
+                        "seconds": round(time.perf_counter() - start, 1),
+                        "peak_over_good_mib": round((peak - hostile["limits"][argv[0]] + HEADROOM) / 2**20),
+                    }
+                )
+                + "\n"
+            )
     text = out + err
     assert "Traceback" not in text, text[-3000:]
     assert rc == code, (rc, text[-3000:])

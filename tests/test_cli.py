@@ -140,12 +140,17 @@ def error_of(capsys, argv):
 
 
 def test_bad_inputs_give_one_clear_line(run_dir, small_cifar, tmp_path, capsys):
-    assert "folder not found" in error_of(capsys, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    assert "folder not found" in error_of(
+        capsys, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]
+    )
     assert not (tmp_path / "x" / "summary.json").exists()
     assert "does not divide model.img_size" in error_of(
-        capsys, ["train", "--data", str(small_cifar), "--set", "model.patch_size=5", "--out", str(tmp_path / "y")])
+        capsys, ["train", "--data", str(small_cifar), "--set", "model.patch_size=5", "--out", str(tmp_path / "y")]
+    )
     assert "already holds a run" in error_of(capsys, ["train", "--data", str(small_cifar), "--out", str(run_dir)])
-    assert "--epochs" in error_of(capsys, ["train", "--data", str(small_cifar), "--epochs", "0", "--out", str(tmp_path / "z")])
+    assert "--epochs" in error_of(
+        capsys, ["train", "--data", str(small_cifar), "--epochs", "0", "--out", str(tmp_path / "z")]
+    )
     assert "unknown preset" in error_of(capsys, ["train", "--model", "vit-q", "--out", str(tmp_path / "w")])
     assert "file not found" in error_of(capsys, ["eval", str(tmp_path / "nope.pt")])
 
@@ -173,7 +178,9 @@ def test_checkpoint_from_another_model_is_refused(run_dir, small_cifar, tmp_path
 
 
 def test_console_entry_points(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "vitlab", "eval", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "vitlab", "eval", str(tmp_path / "none.pt")], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "none.pt: file not found" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run(["vitlab", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout

@@ -144,6 +144,7 @@ def test_empty_class_folder_is_an_error(tmp_path, small_cifar):
 def test_test_class_missing_from_train_is_an_error(tmp_path, small_cifar):
     def add(r):
         shutil.copytree(r / "test" / "cat", r / "test" / "lion")
+
     root = folder_with(tmp_path, small_cifar, add)
     with pytest.raises(VitlabError, match="'lion'.*not among the training classes"):
         load_data(DataConfig(source=str(root)), 32, 0, verbose=False)
@@ -161,6 +162,7 @@ def test_non_image_file_is_skipped_and_listed_or_fatal_when_strict(tmp_path, sma
     def add(r):
         (r / "train" / "cat" / "notes.jpg").write_text("this is not a jpeg")
         (r / "train" / "dog" / "empty.png").write_bytes(b"")
+
     root = folder_with(tmp_path, small_cifar, add)
     data = load_data(DataConfig(source=str(root)), 32, 0)
     out = capsys.readouterr().out

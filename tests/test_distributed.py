@@ -14,12 +14,32 @@ import torch
 from vitlab.cli import main
 from vitlab.train import read_checkpoint
 
-ARGS = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "32", "--seed", "0", "--no-report",
-        "--set", "train.checkpoint_every=1e-9"]  # refresh last.pt after every step
+ARGS = [
+    "--model",
+    "seed",
+    "--set",
+    "model.depth=2",
+    "--batch-size",
+    "32",
+    "--seed",
+    "0",
+    "--no-report",
+    "--set",
+    "train.checkpoint_every=1e-9",
+]  # refresh last.pt after every step
 
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "vitlab", "train"]
+TORCHRUN = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "vitlab",
+    "train",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -25,8 +25,10 @@ def grads(model):
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
-@pytest.mark.parametrize("name,overrides", [("seed", {"dropout": 0.0}), ("seed", {"dropout": 0.1, "drop_path": 0.2}),
-                                            ("air-s", {"depth": 2})])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [("seed", {"dropout": 0.0}), ("seed", {"dropout": 0.1, "drop_path": 0.2}), ("air-s", {"depth": 2})],
+)
 def test_grad_checkpointing_gives_the_plain_paths_gradients(name, overrides):
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
     results = []
@@ -57,8 +59,23 @@ def test_fp16_step_scales_the_loss_and_gives_close_gradients():
 
 def test_fp16_training_run_saves_the_scaler_and_resumes(small_cifar, tmp_path):
     out = tmp_path / "r"
-    assert main(["train", "--data", str(small_cifar), "--epochs", "1", "--out", str(out), *FAST,
-                 "--set", "train.precision=fp16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_cifar),
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                *FAST,
+                "--set",
+                "train.precision=fp16",
+            ]
+        )
+        == 0
+    )
     state = read_checkpoint(out / "last.pt")
     assert state["config"]["train"]["precision"] == "fp16" and "scale" in state["grad_scaler"]
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-report"]) == 0
@@ -98,8 +115,24 @@ def test_tensorboard_logs_the_metrics_fields(small_cifar, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "r"
-    assert main(["train", "--data", str(small_cifar), "--epochs", "2", "--out", str(out), *FAST, "--tensorboard",
-                 "--set", "train.class_weights=balanced"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_cifar),
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                *FAST,
+                "--tensorboard",
+                "--set",
+                "train.class_weights=balanced",
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
@@ -109,8 +142,18 @@ def test_tensorboard_logs_the_metrics_fields(small_cifar, tmp_path):
     assert [e.value for e in val] == pytest.approx([r["val_acc"] for r in records])
 
 
-@pytest.mark.parametrize("value,expected", [("32x48", [32, 48]), ("48,32", [48, 32]), ("32x32", 32), (" 24 ", 24),
-                                            ([16, 40], [16, 40]), ([32, 32], 32), (64, 64)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("32x48", [32, 48]),
+        ("48,32", [48, 32]),
+        ("32x32", 32),
+        (" 24 ", 24),
+        ([16, 40], [16, 40]),
+        ([32, 32], 32),
+        (64, 64),
+    ],
+)
 def test_img_size_is_a_side_or_height_by_width(value, expected):
     cfg = Config()
     set_value(cfg, "model.img_size", value)
@@ -118,9 +161,18 @@ def test_img_size_is_a_side_or_height_by_width(value, expected):
     assert Config.from_dict(cfg.to_dict()).model.img_size == expected  # as saved in config.yaml and checkpoints
 
 
-@pytest.mark.parametrize("value,why", [("32x", "height x width"), ("1x2x3", "height x width"), ([32.5, 8], "height x width"),
-                                       ("30x48", "does not divide"), ("32x0", "positive"), ("8x32", "at least 9 px"),
-                                       ("32x5000", "at most 4096")])
+@pytest.mark.parametrize(
+    "value,why",
+    [
+        ("32x", "height x width"),
+        ("1x2x3", "height x width"),
+        ([32.5, 8], "height x width"),
+        ("30x48", "does not divide"),
+        ("32x0", "positive"),
+        ("8x32", "at least 9 px"),
+        ("32x5000", "at most 4096"),
+    ],
+)
 def test_bad_img_sizes_are_refused_in_one_line(value, why):
     cfg = Config()
     if why == "at least 9 px":
@@ -177,8 +229,27 @@ def test_square_checkpoint_fine_tunes_on_rectangular_images(small_cifar, tmp_pat
     square = tmp_path / "square"
     assert main(["train", "--data", str(small_cifar), "--epochs", "1", "--out", str(square), *FAST]) == 0
     wide = tmp_path / "wide"
-    assert main(["finetune", "--weights", str(square / "best.pt"), "--data", str(small_cifar), "--img-size", "32x48",
-                 "--epochs", "1", "--batch-size", "64", "--out", str(wide), "--no-report"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--weights",
+                str(square / "best.pt"),
+                "--data",
+                str(small_cifar),
+                "--img-size",
+                "32x48",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--out",
+                str(wide),
+                "--no-report",
+            ]
+        )
+        == 0
+    )
     state = read_checkpoint(wide / "best.pt")
     assert state["config"]["model"]["img_size"] == [32, 48]
     assert state["model"]["pos_embed"].shape[1] == 1 + 8 * 12

@@ -15,8 +15,18 @@ from vitlab.models import create_model
 from vitlab.train import save_checkpoint
 
 # In normalised units: four class colours (red, blue, green, yellow), then four distractor colours.
-COLORS = torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, 1.0, -1.0],
-                       [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+COLORS = torch.tensor(
+    [
+        [1.0, -1.0, -1.0],
+        [-1.0, -1.0, 1.0],
+        [-1.0, 1.0, -1.0],
+        [1.0, 1.0, -1.0],
+        [1.0, -1.0, 1.0],
+        [-1.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0],
+        [-1.0, -1.0, -1.0],
+    ]
+)
 CLASSES = ["red", "blue", "green", "yellow"]
 
 
@@ -33,15 +43,16 @@ def quadrant_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
             r = 16 * (q // 2) + 8 * int(spots[i, q, 0])
             c = 16 * (q % 2) + 8 * int(spots[i, q, 1])
             colour = labels[i] if q == 0 else distractors[i, q - 1]
-            x[i, :, r:r + 8, c:c + 8] = COLORS[colour][:, None, None]
+            x[i, :, r : r + 8, c : c + 8] = COLORS[colour][:, None, None]
     return x, labels
 
 
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
-    model = create_model("seed", num_classes=4, depth=2, dim=64, heads=4, mlp_dim=128, patch_size=8, dropout=0.0,
-                         attn_proj=True)
+    model = create_model(
+        "seed", num_classes=4, depth=2, dim=64, heads=4, mlp_dim=128, patch_size=8, dropout=0.0, attn_proj=True
+    )
     x, y = quadrant_task(1024, seed=1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     model.train()
@@ -71,7 +82,9 @@ def peak_in_evidence(heat: torch.Tensor) -> float:
     return ((peak // 32 < 16) & (peak % 32 < 16)).float().mean().item()
 
 
-@pytest.mark.parametrize("method,peaks", [("grad-rollout", 0.5), ("rollout", 0.8), ("attention", 0.8), ("gradcam", None)])
+@pytest.mark.parametrize(
+    "method,peaks", [("grad-rollout", 0.5), ("rollout", 0.8), ("attention", 0.8), ("gradcam", None)]
+)
 def test_maps_point_at_the_evidence(trained, method, peaks):
     """Measured (seed 0): grad-rollout peaks there for 64% of images and puts 0.50 of its mass there (vs 0.15-0.21
     per other quadrant); Grad-CAM on the last block is the weakest (0.39 vs 0.18-0.22, peaks 42%), as it is
@@ -89,8 +102,9 @@ def test_randomised_weights_change_the_maps(trained, method):
     model, x, _ = trained
     _, heat = explain(model, x[:16], method)
     torch.manual_seed(123)
-    random = create_model("seed", num_classes=4, depth=2, dim=64, heads=4, mlp_dim=128, patch_size=8, dropout=0.0,
-                          attn_proj=True)
+    random = create_model(
+        "seed", num_classes=4, depth=2, dim=64, heads=4, mlp_dim=128, patch_size=8, dropout=0.0, attn_proj=True
+    )
     _, heat_random = explain(random, x[:16], method)
     assert (heat - heat_random).abs().mean() > 0.05
 
@@ -116,16 +130,45 @@ def test_every_pooling_and_stem_gets_maps_of_the_image_size():
 
 def test_explain_command_writes_one_figure_per_image(trained, tmp_path, capsys):
     model, x, _ = trained
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}
+    )
     img = ((x[0] * 0.25 + 0.5).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / "spots.png")
     for method in METHODS:
-        assert main(["explain", str(tmp_path / "m.pt"), str(tmp_path / "spots.png"), "--out", str(tmp_path / "x"),
-                     "--method", method, "--class", "blue", "--discard", "0.5"]) == 0
+        assert (
+            main(
+                [
+                    "explain",
+                    str(tmp_path / "m.pt"),
+                    str(tmp_path / "spots.png"),
+                    "--out",
+                    str(tmp_path / "x"),
+                    "--method",
+                    method,
+                    "--class",
+                    "blue",
+                    "--discard",
+                    "0.5",
+                ]
+            )
+            == 0
+        )
         assert (tmp_path / "x" / f"spots_{method}.png").stat().st_size > 1000
     capsys.readouterr()
-    assert main(["explain", str(tmp_path / "m.pt"), str(tmp_path / "spots.png"), "--out", str(tmp_path / "x"),
-                 "--class", "purple"]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                str(tmp_path / "m.pt"),
+                str(tmp_path / "spots.png"),
+                "--out",
+                str(tmp_path / "x"),
+                "--class",
+                "purple",
+            ]
+        )
+        == 2
+    )
     assert "--class purple: not one of the model's classes (red, blue, green, yellow)" in capsys.readouterr().err
     assert main(["attention", str(tmp_path / "m.pt"), str(tmp_path / "spots.png"), "--out", str(tmp_path / "a")]) == 0

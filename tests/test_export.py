@@ -15,8 +15,12 @@ from vitlab.train import load_checkpoint, save_checkpoint
 def test_safetensors_export_rebuilds_the_same_model(tmp_path, capsys):
     torch.manual_seed(0)
     model = create_model("hybrid", num_classes=4).eval()
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": ["a", "b", "c", "d"], "mean": [0.5] * 3, "std": [0.25] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        Config(model=model.cfg),
+        {"classes": ["a", "b", "c", "d"], "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     out = tmp_path / "m.safetensors"
     assert main(["export", str(tmp_path / "m.pt"), "--format", "safetensors", "--out", str(out)]) == 0
     loaded, meta = load_checkpoint(out)
@@ -28,7 +32,9 @@ def test_safetensors_export_rebuilds_the_same_model(tmp_path, capsys):
 def test_export_errors_are_one_line(tmp_path, capsys):
     torch.manual_seed(0)
     model = create_model("seed", depth=1)
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": list("ab"), "mean": [0.5] * 3, "std": [0.2] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": list("ab"), "mean": [0.5] * 3, "std": [0.2] * 3}
+    )
     assert main(["export", str(tmp_path / "m.pt"), "--format", "pickle", "--out", str(tmp_path / "x")]) == 2
     assert "supported formats" in capsys.readouterr().err
     save_file({"w": torch.zeros(2)}, tmp_path / "plain.safetensors")
@@ -46,8 +52,12 @@ def test_onnx_export_matches_pytorch_in_onnxruntime_at_any_batch_size(tmp_path, 
 
     torch.manual_seed(0)
     model = create_model(preset, num_classes=5, depth=2).eval()
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": list("abcde"), "mean": [0.5] * 3, "std": [0.25] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        Config(model=model.cfg),
+        {"classes": list("abcde"), "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     out = tmp_path / "m.onnx"
     assert main(["export", str(tmp_path / "m.pt"), "--format", "onnx", "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -64,8 +74,12 @@ def test_onnx_export_matches_pytorch_in_onnxruntime_at_any_batch_size(tmp_path, 
 def test_torchscript_export_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = create_model("seed", num_classes=3, depth=2).eval()
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": list("abc"), "mean": [0.5] * 3, "std": [0.25] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        Config(model=model.cfg),
+        {"classes": list("abc"), "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     out = tmp_path / "m.ts"
     assert main(["export", str(tmp_path / "m.pt"), "--format", "torchscript", "--out", str(out)]) == 0
     extra = {"vitlab.json": ""}
@@ -84,8 +98,12 @@ def _paper_checkpoint(tmp_path, **overrides):
     with torch.no_grad():  # non-trivial values everywhere, the head included
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": ["cat", "dog", "=cmd"], "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        Config(model=model.cfg),
+        {"classes": ["cat", "dog", "=cmd"], "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]},
+    )
     return model
 
 
@@ -94,9 +112,19 @@ def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path, size):
     from transformers import ViTForImageClassification
 
     model = _paper_checkpoint(tmp_path, img_size=size)
-    (tmp_path / "summary.json").write_text(json.dumps(
-        {"test_acc": 0.8123, "test_n": 10000, "val_acc": 0.8, "train_seconds": 600.0, "epochs": 5.9, "device": "cpu",
-         "tta": "none"}))
+    (tmp_path / "summary.json").write_text(
+        json.dumps(
+            {
+                "test_acc": 0.8123,
+                "test_n": 10000,
+                "val_acc": 0.8,
+                "train_seconds": 600.0,
+                "epochs": 5.9,
+                "device": "cpu",
+                "tta": "none",
+            }
+        )
+    )
     out = tmp_path / "hf"
     assert main(["export", str(tmp_path / "m.pt"), "--format", "hf", "--out", str(out)]) == 0
     hf = ViTForImageClassification.from_pretrained(out).eval()
@@ -140,11 +168,14 @@ def test_timm_export_builds_the_same_model_in_timm(tmp_path, pool, size):
 
 
 @pytest.mark.parametrize("fmt", ["hf", "timm"])
-@pytest.mark.parametrize("preset,why", [("seed", "no attention output projection"), ("hybrid", "conv stem"),
-                                        ("air-s", "whiten stem")])
+@pytest.mark.parametrize(
+    "preset,why", [("seed", "no attention output projection"), ("hybrid", "conv stem"), ("air-s", "whiten stem")]
+)
 def test_hub_export_refuses_other_layouts_in_one_line(tmp_path, capsys, fmt, preset, why):
     model = create_model(preset, num_classes=2, depth=1)
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": list("ab"), "mean": [0.5] * 3, "std": [0.2] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt", model, Config(model=model.cfg), {"classes": list("ab"), "mean": [0.5] * 3, "std": [0.2] * 3}
+    )
     assert main(["export", str(tmp_path / "m.pt"), "--format", fmt, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert why in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

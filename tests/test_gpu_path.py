@@ -25,8 +25,18 @@ def test_bf16_autocast_step_gives_fp32_loss_and_gradients():
 
 def test_training_run_with_bf16_and_compile(small_cifar, tmp_path, capsys):
     out = tmp_path / "r"
-    args = ["train", "--data", str(small_cifar), "--out", str(out), *FAST,
-            "--set", "train.precision=bf16", "--set", "train.compile=true"]
+    args = [
+        "train",
+        "--data",
+        str(small_cifar),
+        "--out",
+        str(out),
+        *FAST,
+        "--set",
+        "train.precision=bf16",
+        "--set",
+        "train.compile=true",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["train"]["compile"] is True

@@ -11,8 +11,10 @@ from vitlab.models import available_presets, create_model, patchify, preset_conf
 def seed_patch_generator(img: torch.Tensor, patch_size: int) -> torch.Tensor:
     """The seed's PatchGenerator.__call__, verbatim, on one (C, H, W) image."""
     num_channels = img.size(0)
-    patches = img.unfold(1, patch_size, patch_size).unfold(2, patch_size, patch_size).reshape(
-        num_channels, -1, patch_size, patch_size
+    patches = (
+        img.unfold(1, patch_size, patch_size)
+        .unfold(2, patch_size, patch_size)
+        .reshape(num_channels, -1, patch_size, patch_size)
     )
     patches = patches.permute(1, 0, 2, 3)
     num_patch = patches.size(0)
@@ -69,7 +71,14 @@ def test_attention_scale_flag_changes_the_model():
 def test_seed_preset_is_the_seeds_hyper_parameters():
     cfg = preset_config("seed")
     assert (cfg.img_size, cfg.patch_size, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout) == (
-        32, 4, 128, 12, 8, 64, 0.01)
+        32,
+        4,
+        128,
+        12,
+        8,
+        64,
+        0.01,
+    )
     model = create_model("seed")
     assert sum(isinstance(m, Dropout) for m in model.modules()) == 1 + 3 * 12  # embeddings + 3 per block
 
@@ -173,8 +182,12 @@ def test_every_preset_forward_backward_attention_and_checkpoint(name, tmp_path):
     tokens = model.grid_size[0] * model.grid_size[1] + model.num_prefix_tokens
     assert len(maps) == model.cfg.depth and maps[0].shape == (2, model.cfg.heads, tokens, tokens)
     torch.testing.assert_close(with_maps, plain, atol=1e-4, rtol=1e-4)
-    save_checkpoint(tmp_path / "m.pt", model, Config(model=model.cfg),
-                    {"classes": list("abcde"), "mean": [0.5] * 3, "std": [0.25] * 3})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        Config(model=model.cfg),
+        {"classes": list("abcde"), "mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     with torch.no_grad():
         assert torch.equal(loaded(x), plain)

@@ -15,7 +15,10 @@ from safetensors.torch import save_file
 from vitlab.cli import main
 from vitlab.errors import VitlabError
 from vitlab.models.pretrained import (
-    load_pretrained, patch_resize_matrix, resample_patch_embed, resample_pos_embed,
+    load_pretrained,
+    patch_resize_matrix,
+    resample_patch_embed,
+    resample_pos_embed,
 )
 from vitlab.models.vit import VisionTransformer
 from vitlab.train import load_checkpoint, read_checkpoint
@@ -58,9 +61,19 @@ def test_timm_state_dict_gives_timm_logits(timm_vit, tmp_path, fmt):
 def test_huggingface_directory_gives_transformers_logits(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification
 
-    hf = randomize(ViTForImageClassification(ViTConfig(
-        hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128, image_size=32,
-        patch_size=8, num_labels=6)))
+    hf = randomize(
+        ViTForImageClassification(
+            ViTConfig(
+                hidden_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=128,
+                image_size=32,
+                patch_size=8,
+                num_labels=6,
+            )
+        )
+    )
     hf.save_pretrained(tmp_path / "hf")
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -73,11 +86,16 @@ def write_original_npz(model, path) -> None:
     patch embedding kernel HWIO, attention kernels (D, heads, head_dim) and (heads, head_dim, D)."""
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     D, H = model.embed_dim, model.blocks[0].attn.num_heads
-    w = {"embedding/kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
-         "embedding/bias": sd["patch_embed.proj.bias"], "cls": sd["cls_token"],
-         "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
-         "Transformer/encoder_norm/scale": sd["norm.weight"], "Transformer/encoder_norm/bias": sd["norm.bias"],
-         "head/kernel": sd["head.weight"].T, "head/bias": sd["head.bias"]}
+    w = {
+        "embedding/kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
+        "embedding/bias": sd["patch_embed.proj.bias"],
+        "cls": sd["cls_token"],
+        "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
+        "Transformer/encoder_norm/scale": sd["norm.weight"],
+        "Transformer/encoder_norm/bias": sd["norm.bias"],
+        "head/kernel": sd["head.weight"].T,
+        "head/bias": sd["head.bias"],
+    }
     for i in range(len(model.blocks)):
         b, t = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         q, k, v = np.split(sd[t + "attn.qkv.weight"], 3)
@@ -96,16 +114,18 @@ def write_original_npz(model, path) -> None:
 
 
 def test_original_npz_gives_the_same_logits(tmp_path):
-    source = randomize(timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8,
-                                         depth=2, num_classes=4))
+    source = randomize(
+        timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=4)
+    )
     path = tmp_path / "ViT-S_8.npz"
     write_original_npz(source, path)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         expected = source(x)
     # The file is in the layout timm's own .npz reader expects ...
-    check = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2,
-                              num_classes=4).eval()
+    check = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=4
+    ).eval()
     check.load_pretrained(str(path))
     with torch.no_grad():
         torch.testing.assert_close(check(x), expected, atol=1e-4, rtol=0)
@@ -132,8 +152,9 @@ def test_patch_embedding_resampling_keeps_tokens_of_resized_patches():
     w8 = resample_patch_embed(w, 3, 4, 8)
     patches = torch.randn(10, 3, 4, 4)
     enlarged = F.interpolate(patches.double(), size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
-    torch.testing.assert_close(enlarged.float().reshape(10, -1) @ w8.T, patches.reshape(10, -1) @ w.T,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        enlarged.float().reshape(10, -1) @ w8.T, patches.reshape(10, -1) @ w.T, atol=1e-4, rtol=1e-4
+    )
     assert patch_resize_matrix(4, 8).shape == (64, 16)
 
 
@@ -151,8 +172,23 @@ def test_unsupported_and_missing_sources_are_named(tmp_path):
 
 def test_timm_hub_name_offline_gives_one_clear_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
-    proc = subprocess.run([sys.executable, "-m", "vitlab", "finetune", "--weights", "timm:vit_tiny_patch16_224.augreg_in21k",
-                           "--data", "cifar10", "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitlab",
+            "finetune",
+            "--weights",
+            "timm:vit_tiny_patch16_224.augreg_in21k",
+            "--data",
+            "cifar10",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "timm:vit_tiny_patch16_224.augreg_in21k" in lines[0] and "offline" in lines[0]
@@ -164,8 +200,21 @@ def test_finetune_and_linear_probe_on_real_images(timm_vit, small_cifar, tmp_pat
     grid: both the patch and the position embedding resampled); a linear probe keeps every backbone weight."""
     weights = tmp_path / "vit_tiny.safetensors"
     save_file({k: v.contiguous() for k, v in timm_vit.state_dict().items()}, str(weights))
-    common = ["--weights", str(weights), "--data", str(small_cifar), "--img-size", "48", "--epochs", "1",
-              "--batch-size", "64", "--no-report", "--set", "model.patch_size=8"]
+    common = [
+        "--weights",
+        str(weights),
+        "--data",
+        str(small_cifar),
+        "--img-size",
+        "48",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-report",
+        "--set",
+        "model.patch_size=8",
+    ]
     assert main(["finetune", "--out", str(tmp_path / "ft"), "--model", "vit-ti", *common]) == 0
     ckpt = read_checkpoint(tmp_path / "ft" / "last.pt")
     cfg = ckpt["config"]

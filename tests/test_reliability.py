@@ -15,8 +15,21 @@ import torch
 from vitlab.cli import main
 from vitlab.train import read_checkpoint
 
-ARGS = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--epochs", "3", "--seed", "0",
-        "--no-report", "--set", "train.checkpoint_every=1e-9"]  # refresh last.pt after every step
+ARGS = [
+    "--model",
+    "seed",
+    "--set",
+    "model.depth=2",
+    "--batch-size",
+    "64",
+    "--epochs",
+    "3",
+    "--seed",
+    "0",
+    "--no-report",
+    "--set",
+    "train.checkpoint_every=1e-9",
+]  # refresh last.pt after every step
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +40,28 @@ def reference(small_cifar, tmp_path_factory):
 
 
 # A model with batch norm (the whitened stem of air-s): its running statistics must resume exactly too.
-AIR_ARGS = ["--model", "air-s", "--set", "model.depth=1", "--set", "model.stem_channels=8", "--set", "model.dim=32",
-            "--set", "model.bn_group=32", *ARGS[4:]]
+AIR_ARGS = [
+    "--model",
+    "air-s",
+    "--set",
+    "model.depth=1",
+    "--set",
+    "model.stem_channels=8",
+    "--set",
+    "model.dim=32",
+    "--set",
+    "model.bn_group=32",
+    *ARGS[4:],
+]
 
 
 def start(small_cifar, out: Path, args: list[str] = ARGS) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vitlab", "train", "--data", str(small_cifar), "--out", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vitlab", "train", "--data", str(small_cifar), "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(cond, proc, timeout=120.0):
@@ -139,8 +167,20 @@ def test_unwritable_output_fails_before_training(small_cifar, tmp_path, capsys):
 
 def test_non_finite_loss_stops_naming_the_step(small_cifar, tmp_path, capsys):
     out = tmp_path / "r"
-    args = ["train", "--data", str(small_cifar), "--out", str(out), *ARGS, "--set", "train.lr=1e30",
-            "--set", "train.grad_clip=0", "--set", "train.warmup=0"]
+    args = [
+        "train",
+        "--data",
+        str(small_cifar),
+        "--out",
+        str(out),
+        *ARGS,
+        "--set",
+        "train.lr=1e30",
+        "--set",
+        "train.grad_clip=0",
+        "--set",
+        "train.warmup=0",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "training loss became" in err and "at step" in err and "learning rate" in err

@@ -36,8 +36,21 @@ def extra_photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reported_run(small_cifar, extra_photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("report-run") / "r"
-    args = ["train", "--data", str(small_cifar), "--epochs", "2", "--out", str(out), "--model", "seed",
-            "--set", "model.depth=2", "--batch-size", "64"]
+    args = [
+        "train",
+        "--data",
+        str(small_cifar),
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--model",
+        "seed",
+        "--set",
+        "model.depth=2",
+        "--batch-size",
+        "64",
+    ]
     assert main(args) == 0  # the report is made at the end of training
     assert (out / "report" / "report.html").is_file()
     assert main(["report", str(out), "--extra-test", f"photos={extra_photos}", "--tsne-samples", "100"]) == 0
@@ -76,8 +89,16 @@ def test_html_holds_every_section_and_the_summary_numbers(reported_run):
         assert header in table
     assert f"{summary['test_acc']:.2%}" in table and f"{summary['test_loss']:.3f}" in table
     assert f"{summary['val_acc']:.2%}" in table
-    for heading in ("Loss and accuracy", "Confusion matrix", "Most confused pairs", "Beyond accuracy", "t-SNE",
-                    "Attention maps", "Misclassified examples", "Config"):
+    for heading in (
+        "Loss and accuracy",
+        "Confusion matrix",
+        "Most confused pairs",
+        "Beyond accuracy",
+        "t-SNE",
+        "Attention maps",
+        "Misclassified examples",
+        "Config",
+    ):
         assert heading in page, heading
 
 
@@ -89,8 +110,11 @@ def test_extra_test_set_of_other_sizes_is_scored(reported_run):
 
 def test_attention_command_writes_one_png_per_image(reported_run, extra_photos, tmp_path):
     assert main(["attention", str(reported_run / "best.pt"), str(extra_photos), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["cat_attention.png", "chelsea_attention.png",
-                                                              "rocket_attention.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "cat_attention.png",
+        "chelsea_attention.png",
+        "rocket_attention.png",
+    ]
 
 
 def test_rollout_of_identity_attention_is_uniform_over_patches():
@@ -127,12 +151,27 @@ def test_report_loads_in_headless_chromium(reported_run, tmp_path):
     page = reported_run / "report" / "report.html"
     # Chromium serialises the DOM after load: each embedded image reports whether it decoded.
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace(
-        "</body>",
-        "<script>window.addEventListener('load',()=>{const s=[...document.images].map(i=>i.complete&&i.naturalWidth>0);"
-        "document.body.setAttribute('data-loaded',s.filter(Boolean).length+'/'+s.length);});</script></body>"))
-    res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>window.addEventListener('load',()=>{const s=[...document.images].map(i=>i.complete&&i.naturalWidth>0);"
+            "document.body.setAttribute('data-loaded',s.filter(Boolean).length+'/'+s.length);});</script></body>",
+        )
+    )
+    res = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     m = re.search(r'data-loaded="(\d+)/(\d+)"', res.stdout)
     assert m, res.stderr[-2000:]
     assert m.group(1) == m.group(2) == str(len(FIGURES))
@@ -156,7 +195,9 @@ def test_calibration_balance_and_collapse_metrics():
     piled = np.zeros((200, 10))
     piled[:, 3] = 1.0
     collapsed = classification_metrics(piled, labels)
-    assert "class 3 takes 100%" in collapsed["collapse"] and "9 of 10 classes are never predicted" in collapsed["collapse"]
+    assert (
+        "class 3 takes 100%" in collapsed["collapse"] and "9 of 10 classes are never predicted" in collapsed["collapse"]
+    )
     assert collapsed["macro_f1"] < 0.05 and collapsed["balanced_accuracy"] == pytest.approx(0.1)
 
 

@@ -14,7 +14,19 @@ from vitlab.data.stream import FileImages
 from vitlab.errors import VitlabError
 from vitlab.train import read_checkpoint
 
-ARGS = ["--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--epochs", "2", "--seed", "0", "--no-report"]
+ARGS = [
+    "--model",
+    "seed",
+    "--set",
+    "model.depth=2",
+    "--batch-size",
+    "64",
+    "--epochs",
+    "2",
+    "--seed",
+    "0",
+    "--no-report",
+]
 
 
 def test_disk_storage_reads_the_same_pixels_and_statistics(small_cifar):
@@ -30,11 +42,30 @@ def test_disk_storage_reads_the_same_pixels_and_statistics(small_cifar):
 
 
 def test_training_from_disk_matches_training_from_memory(small_cifar, tmp_path, capsys):
-    assert main(["train", "--data", str(small_cifar), "--out", str(tmp_path / "mem"), *ARGS,
-                 "--set", "data.storage=memory"]) == 0
+    assert (
+        main(
+            ["train", "--data", str(small_cifar), "--out", str(tmp_path / "mem"), *ARGS, "--set", "data.storage=memory"]
+        )
+        == 0
+    )
     assert "held in memory as uint8" in capsys.readouterr().out
-    assert main(["train", "--data", str(small_cifar), "--out", str(tmp_path / "disk"), *ARGS,
-                 "--set", "data.storage=disk", "--set", "data.workers=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_cifar),
+                "--out",
+                str(tmp_path / "disk"),
+                *ARGS,
+                "--set",
+                "data.storage=disk",
+                "--set",
+                "data.workers=2",
+            ]
+        )
+        == 0
+    )
     assert "streamed from disk" in capsys.readouterr().out
     mem, disk = read_checkpoint(tmp_path / "mem" / "last.pt"), read_checkpoint(tmp_path / "disk" / "last.pt")
     for key, value in mem["model"].items():
@@ -62,8 +93,12 @@ def test_unreadable_files_are_skipped_and_listed_when_streaming(small_cifar, tmp
     assert len(data.train) + len(data.val) == 400
     assert any("broken.jpg" in msg for msg in data.skipped)
     with pytest.raises(VitlabError, match=r"broken.jpg.*\(data.strict is on\)"):
-        load_data(DataConfig(source=str(root), storage="disk", strict=True, cache_dir=str(tmp_path / "c2")),
-                  32, seed=0, verbose=False)
+        load_data(
+            DataConfig(source=str(root), storage="disk", strict=True, cache_dir=str(tmp_path / "c2")),
+            32,
+            seed=0,
+            verbose=False,
+        )
 
 
 def test_scanning_more_files_than_the_open_file_limit(cifar_root):

@@ -96,9 +96,26 @@ def test_label_smoothing_changes_the_loss():
 
 def test_ema_weights_are_validated_saved_and_resumed(small_cifar, tmp_path):
     out = tmp_path / "r"
-    args = ["train", "--data", str(small_cifar), "--out", str(out), "--model", "seed", "--epochs", "1",
-            "--batch-size", "64", "--no-report", "--set", "model.depth=1", "--set", "train.ema=0.9",
-            "--set", "train.mixup=0.8"]
+    args = [
+        "train",
+        "--data",
+        str(small_cifar),
+        "--out",
+        str(out),
+        "--model",
+        "seed",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-report",
+        "--set",
+        "model.depth=1",
+        "--set",
+        "train.ema=0.9",
+        "--set",
+        "train.mixup=0.8",
+    ]
     assert main(args) == 0
     last, best = read_checkpoint(out / "last.pt"), read_checkpoint(out / "best.pt")
     ema = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
@@ -117,7 +134,7 @@ def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
     for mask in erased[chosen]:
         rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
         # one solid rectangle: every pixel inside its bounding box is erased
-        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
         area = int(mask.sum()) / (32 * 32)
         assert 0.01 <= area <= 0.4
     assert torch.equal(out[~chosen], x[~chosen])

@@ -9,6 +9,14 @@ from vitlab.train.checkpoint import load_checkpoint
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "DataConfig", "ModelConfig", "TrainConfig", "VitlabError",
-    "VisionTransformer", "create_model", "load_checkpoint", "Classifier", "__version__",
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "VitlabError",
+    "VisionTransformer",
+    "create_model",
+    "load_checkpoint",
+    "Classifier",
+    "__version__",
 ]

@@ -37,10 +37,21 @@ def timm_twin(cfg: ModelConfig) -> nn.Module:
         raise VitlabError("vitlab bench compares against timm: install it with pip install timm") from None
     d = cfg.dropout
     return VisionTransformer(
-        img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
-        embed_dim=cfg.dim, depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_dim / cfg.dim,
-        qkv_bias=cfg.qkv_bias, drop_rate=d, pos_drop_rate=d, proj_drop_rate=d, attn_drop_rate=d,
-        global_pool="token", class_token=True,
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        num_classes=cfg.num_classes,
+        embed_dim=cfg.dim,
+        depth=cfg.depth,
+        num_heads=cfg.heads,
+        mlp_ratio=cfg.mlp_dim / cfg.dim,
+        qkv_bias=cfg.qkv_bias,
+        drop_rate=d,
+        pos_drop_rate=d,
+        proj_drop_rate=d,
+        attn_drop_rate=d,
+        global_pool="token",
+        class_token=True,
     )
 
 
@@ -91,16 +102,25 @@ def compare(case: Case, repeats: int, steps: int = 1, warmup: int = 2) -> dict:
     torch.manual_seed(0)
     x = torch.randn(case.batch_size, 3, *image_hw(cfg.img_size))
     y = torch.randint(0, cfg.num_classes, (case.batch_size,))
-    fields = {k: getattr(cfg, k) for k in ("img_size", "patch_size", "dim", "depth", "heads", "mlp_dim", "dropout", "attn_proj")}
+    fields = {
+        k: getattr(cfg, k)
+        for k in ("img_size", "patch_size", "dim", "depth", "heads", "mlp_dim", "dropout", "attn_proj")
+    }
     ours = create_model(case.model, num_classes=cfg.num_classes, **fields)
     models = {"vitlab": ours, "vitlab_plain": ours, "timm": timm_twin(cfg)}
-    result: dict = {"case": case.__dict__, "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}}
+    result: dict = {
+        "case": case.__dict__,
+        "params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()},
+    }
     cpu = torch.device("cpu")
     chunks = {"train": micro_batch_size(0, cpu), "infer": infer_chunk_size(0, cpu)}
     for mode in ("train", "infer"):
         make = _train_step if mode == "train" else _infer_step
-        args = {"vitlab": (x, y, chunks["train"]) if mode == "train" else (x, chunks["infer"]),
-                "vitlab_plain": (x, y) if mode == "train" else (x,), "timm": (x, y) if mode == "train" else (x,)}
+        args = {
+            "vitlab": (x, y, chunks["train"]) if mode == "train" else (x, chunks["infer"]),
+            "vitlab_plain": (x, y) if mode == "train" else (x,),
+            "timm": (x, y) if mode == "train" else (x,),
+        }
         fns = {k: make(m, *args[k]) for k, m in models.items()}
         for fn in fns.values():
             _time(fn, warmup)

@@ -25,9 +25,19 @@ MAX_IMAGE_SIDE = 4096  # bounds every per-image buffer whatever a config or chec
 # Bounds on sizes, so that no config or checkpoint can ask for absurd memory (ViT-H/14 is 632M parameters).
 MAX_PARAMS = 4_000_000_000
 MAX_TOKENS = 16384  # attention's memory grows with the square of the token count
-MAX_SIZES = {"model.depth": 1024, "model.dim": 16384, "model.mlp_dim": 65536, "model.heads": 1024,
-             "model.num_classes": 1_000_000, "model.in_chans": 64, "model.stem_channels": 4096, "model.bn_group": 65536,
-             "train.batch_size": 1_000_000, "train.micro_batch": 1_000_000, "train.eval_batch_size": 1_000_000}
+MAX_SIZES = {
+    "model.depth": 1024,
+    "model.dim": 16384,
+    "model.mlp_dim": 65536,
+    "model.heads": 1024,
+    "model.num_classes": 1_000_000,
+    "model.in_chans": 64,
+    "model.stem_channels": 4096,
+    "model.bn_group": 65536,
+    "train.batch_size": 1_000_000,
+    "train.micro_batch": 1_000_000,
+    "train.eval_batch_size": 1_000_000,
+}
 
 
 @dataclass
@@ -128,7 +138,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     momentum: float = 0.9
-    schedule: str = "cosine"  # cosine (linear warm-up then cosine) | linear (warm-up, then linear to 0) | onecycle | constant
+    schedule: str = (
+        "cosine"  # cosine (linear warm-up then cosine) | linear (warm-up, then linear to 0) | onecycle | constant
+    )
     warmup: float = 0.05  # share of training spent warming up
     label_smoothing: float = 0.0
     # Batch mixing with soft targets (torchvision.transforms.v2): Beta(alpha, alpha) of mixup and of cutmix;
@@ -207,13 +219,15 @@ def parse_image_size(value: Any, key: str) -> ImageSize:
     if not isinstance(items, (list, tuple)):
         items = [items]
     try:
-        if len(items) not in (1, 2) or any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer()
-                                           for v in items):
+        if len(items) not in (1, 2) or any(
+            isinstance(v, bool) or isinstance(v, float) and not v.is_integer() for v in items
+        ):
             raise ValueError
         sides = [int(v) for v in items]
     except (TypeError, ValueError):
-        raise VitlabError(f"{key}: expected a side in pixels or height x width (e.g. 32 or 32x48), "
-                          f"got {value!r}") from None
+        raise VitlabError(
+            f"{key}: expected a side in pixels or height x width (e.g. 32 or 32x48), got {value!r}"
+        ) from None
     return sides[0] if len(sides) == 1 or sides[0] == sides[1] else sides
 
 
@@ -345,13 +359,20 @@ def _check_sizes(cfg: Config) -> None:
         raise VitlabError(f"model.img_size: expected at most {MAX_IMAGE_SIDE} px a side, got {size_label(m.img_size)}")
     tokens = (height // max(m.patch_size, 1)) * (width // max(m.patch_size, 1))
     if tokens > MAX_TOKENS:
-        raise VitlabError(f"model.img_size / model.patch_size: {tokens:,} patch tokens, over the {MAX_TOKENS:,} "
-                          "attention can hold in memory")
-    params = (m.depth * (4 * m.dim * m.dim + 2 * m.dim * m.mlp_dim) + m.dim * m.num_classes
-              + m.in_chans * m.patch_size**2 * m.dim + (tokens + 1) * m.dim)  # + patch and position embeddings
+        raise VitlabError(
+            f"model.img_size / model.patch_size: {tokens:,} patch tokens, over the {MAX_TOKENS:,} "
+            "attention can hold in memory"
+        )
+    params = (
+        m.depth * (4 * m.dim * m.dim + 2 * m.dim * m.mlp_dim)
+        + m.dim * m.num_classes
+        + m.in_chans * m.patch_size**2 * m.dim
+        + (tokens + 1) * m.dim
+    )  # + patch and position embeddings
     if params > MAX_PARAMS:
-        raise VitlabError(f"model.depth / model.dim / model.mlp_dim: about {params:,} weights, over the "
-                          f"{MAX_PARAMS:,} vitlab builds")
+        raise VitlabError(
+            f"model.depth / model.dim / model.mlp_dim: about {params:,} weights, over the {MAX_PARAMS:,} vitlab builds"
+        )
 
 
 def validate(cfg: Config, *, check_files: bool = True) -> None:
@@ -377,10 +398,17 @@ def _check_range(key: str, value: float, low: float, high: float, what: str, *, 
 
 def _check_model(m: ModelConfig) -> None:
     height, width = image_hw(m.img_size)
-    positive = {"model.img_size": min(height, width), "model.patch_size": m.patch_size, "model.dim": m.dim,
-                "model.depth": m.depth, "model.heads": m.heads, "model.mlp_dim": m.mlp_dim,
-                "model.num_classes": m.num_classes, "model.in_chans": m.in_chans,
-                "model.stem_channels": m.stem_channels}
+    positive = {
+        "model.img_size": min(height, width),
+        "model.patch_size": m.patch_size,
+        "model.dim": m.dim,
+        "model.depth": m.depth,
+        "model.heads": m.heads,
+        "model.mlp_dim": m.mlp_dim,
+        "model.num_classes": m.num_classes,
+        "model.in_chans": m.in_chans,
+        "model.stem_channels": m.stem_channels,
+    }
     for key, v in positive.items():
         if v <= 0:
             raise VitlabError(f"{key}: expected a positive integer, got {v}")
@@ -390,14 +418,18 @@ def _check_model(m: ModelConfig) -> None:
     _check_choice("model.pool", m.pool, ("cls", "seq", "mean"))
     _check_choice("model.attn_scale", m.attn_scale, ("head_dim", "seed"))
     if m.stem == "whiten" and m.patch_size != 4:
-        raise VitlabError(f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
-                          f"set 4, got {m.patch_size}")
+        raise VitlabError(
+            f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
+            f"set 4, got {m.patch_size}"
+        )
     if m.stem == "whiten" and min(height, width) < 9:
         raise VitlabError(f"model.img_size: the whiten stem needs at least 9 px a side, got {size_label(m.img_size)}")
     if m.bn_group < 2:
         raise VitlabError(f"model.bn_group: expected at least 2 images per batch-norm group, got {m.bn_group}")
     if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
-        raise VitlabError(f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}")
+        raise VitlabError(
+            f"model.patch_size: a conv stem halves the grid per stage, so it must be a power of two >= 2, got {m.patch_size}"
+        )
     if (height % m.patch_size or width % m.patch_size) and m.stem != "whiten":
         raise VitlabError(f"model.patch_size: {m.patch_size} does not divide model.img_size {size_label(m.img_size)}")
     if m.dim % m.heads:
@@ -415,10 +447,16 @@ def _check_train(t: TrainConfig, check_files: bool) -> None:
         raise VitlabError(f"--time-budget: expected a positive number of seconds, got {t.time_budget}")
     if t.batch_size <= 0:
         raise VitlabError(f"train.batch_size: expected a positive integer, got {t.batch_size}")
-    nonnegative = {"train.micro_batch": t.micro_batch, "train.eval_batch_size": t.eval_batch_size,
-                   "train.weight_decay": t.weight_decay, "train.grad_clip": t.grad_clip,
-                   "train.checkpoint_every": t.checkpoint_every, "train.threads": t.threads,
-                   "train.mixup": t.mixup, "train.cutmix": t.cutmix}
+    nonnegative = {
+        "train.micro_batch": t.micro_batch,
+        "train.eval_batch_size": t.eval_batch_size,
+        "train.weight_decay": t.weight_decay,
+        "train.grad_clip": t.grad_clip,
+        "train.checkpoint_every": t.checkpoint_every,
+        "train.threads": t.threads,
+        "train.mixup": t.mixup,
+        "train.cutmix": t.cutmix,
+    }
     for key, v in nonnegative.items():
         if v < 0:
             raise VitlabError(f"{key}: expected 0 (off or automatic) or more, got {v}")
@@ -429,11 +467,14 @@ def _check_train(t: TrainConfig, check_files: bool) -> None:
     _check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16", "auto"))
     _check_choice("train.tta", t.tta, ("none", "flip", "full"))
     if t.optimizer == "muon" and t.freeze_backbone:
-        raise VitlabError("train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
-                          "freezes; use adamw or sgd for a linear probe")
+        raise VitlabError(
+            "train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
+            "freezes; use adamw or sgd for a linear probe"
+        )
     if check_files and t.class_weights not in ("none", "balanced") and not Path(t.class_weights).is_file():
-        raise VitlabError(f"train.class_weights: expected none, balanced or a JSON file, got {t.class_weights!r} "
-                          "(no such file)")
+        raise VitlabError(
+            f"train.class_weights: expected none, balanced or a JSON file, got {t.class_weights!r} (no such file)"
+        )
     _check_range("train.ema", t.ema, 0, 1, "a decay (0 is off)")
     _check_range("train.warmup", t.warmup, 0, 1, "a share")
     _check_range("train.label_smoothing", t.label_smoothing, 0, 1, "a share")
@@ -466,5 +507,7 @@ def _check_data(d: DataConfig, m: ModelConfig) -> None:
     if d.crop_padding > side:
         raise VitlabError(f"data.crop_padding: expected at most the image side ({side} px), got {d.crop_padding}")
     if d.crop_mode == "reflect" and d.crop_padding >= min(side, 32):
-        raise VitlabError(f"data.crop_padding: reflection padding must be smaller than the image "
-                          f"(under {min(side, 32)} px), got {d.crop_padding}")
+        raise VitlabError(
+            f"data.crop_padding: reflection padding must be smaller than the image "
+            f"(under {min(side, 32)} px), got {d.crop_padding}"
+        )

@@ -38,9 +38,14 @@ def export_safetensors(checkpoint: str | Path, out: str | Path) -> Path:
     """Weights as safetensors; config, class names and normalisation as JSON metadata, so the file alone
     rebuilds the model (``vitlab.load_checkpoint`` reads it) and loading it can never run code."""
     model, meta = load_checkpoint(checkpoint)
-    metadata = {"format": SAFETENSORS_FORMAT, "config": json.dumps(meta["config"].to_dict()),
-                "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]), "std": json.dumps(meta["std"]),
-                "temperature": json.dumps(float(meta.get("temperature", 1.0)))}
+    metadata = {
+        "format": SAFETENSORS_FORMAT,
+        "config": json.dumps(meta["config"].to_dict()),
+        "classes": json.dumps(meta["classes"]),
+        "mean": json.dumps(meta["mean"]),
+        "std": json.dumps(meta["std"]),
+        "temperature": json.dumps(float(meta.get("temperature", 1.0))),
+    }
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     out = Path(out)
     atomic_write_bytes(safetensors_bytes(tensors, metadata=metadata), out)
@@ -56,7 +61,9 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as e:
         raise VitlabError(f"{path}: not a readable safetensors file ({e})") from None
     if metadata.get("format") != SAFETENSORS_FORMAT:
-        raise VitlabError(f"{path}: a safetensors file without vitlab's metadata (expected one written by 'vitlab export')")
+        raise VitlabError(
+            f"{path}: a safetensors file without vitlab's metadata (expected one written by 'vitlab export')"
+        )
     ckpt: dict[str, Any] = {"format": FORMAT, "model": tensors}
     for key in METADATA_KEYS:
         if key not in metadata:
@@ -74,8 +81,14 @@ def read_safetensors(path: Path) -> dict[str, Any]:
 
 def _side_info(meta: dict[str, Any]) -> dict[str, str]:
     cfg = meta["config"]
-    return {"vitlab_format": "vitlab-export-v1", "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]),
-            "std": json.dumps(meta["std"]), "img_size": size_label(cfg.model.img_size), "config": json.dumps(cfg.to_dict())}
+    return {
+        "vitlab_format": "vitlab-export-v1",
+        "classes": json.dumps(meta["classes"]),
+        "mean": json.dumps(meta["mean"]),
+        "std": json.dumps(meta["std"]),
+        "img_size": size_label(cfg.model.img_size),
+        "config": json.dumps(cfg.to_dict()),
+    }
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
@@ -92,9 +105,16 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each stage
-            torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["logits"],
-                              dynamo=True, dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
-                              external_data=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamo=True,
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
+                external_data=False,
+            )
         proto = onnx.load(str(tmp))
         for key, value in _side_info(meta).items():
             proto.metadata_props.add(key=key, value=value)
@@ -124,23 +144,28 @@ def _model_card(checkpoint: Path, meta: dict[str, Any]) -> str:
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     if summary:  # the exported model alone, without the run's test-time augmentation
         acc = summary.get("test_acc_no_tta", summary["test_acc"])
-        result = (f"Test accuracy **{acc:.2%}** on {summary['test_n']} images "
-                  f"(best validation {summary['val_acc']:.2%}), measured by `vitlab train` after "
-                  f"{summary['train_seconds']:.0f} s of training ({summary['epochs']:.1f} epochs) on {summary['device']}."
-                  if summary.get("val_acc") is not None else f"Test accuracy **{acc:.2%}**.")
+        result = (
+            f"Test accuracy **{acc:.2%}** on {summary['test_n']} images "
+            f"(best validation {summary['val_acc']:.2%}), measured by `vitlab train` after "
+            f"{summary['train_seconds']:.0f} s of training ({summary['epochs']:.1f} epochs) on {summary['device']}."
+            if summary.get("val_acc") is not None
+            else f"Test accuracy **{acc:.2%}**."
+        )
     else:
         result = "No measured accuracy: the checkpoint's run folder has no summary.json."
     t = cfg.train
-    return (f"---\nlibrary_name: transformers\ntags:\n- image-classification\n- vit\n- vitlab\n---\n\n"
-            f"# ViT (dim {cfg.model.dim}, depth {cfg.model.depth}, patch {cfg.model.patch_size}) trained with vitlab\n\n"
-            f"- Data: `{cfg.data.source}`, {len(meta['classes'])} classes: {', '.join(meta['classes'])}\n"
-            f"- Images: {size_label(cfg.model.img_size)} px, normalised with mean {meta['mean']} and std {meta['std']} "
-            f"(see preprocessor_config.json)\n"
-            f"- Recipe: {t.optimizer}, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, "
-            f"{t.schedule} schedule, label smoothing {t.label_smoothing:g}, seed {t.seed}\n"
-            f"- Result: {result}\n\n"
-            "```python\nfrom transformers import ViTForImageClassification\n"
-            "model = ViTForImageClassification.from_pretrained(\"THIS_FOLDER\")\n```\n")
+    return (
+        f"---\nlibrary_name: transformers\ntags:\n- image-classification\n- vit\n- vitlab\n---\n\n"
+        f"# ViT (dim {cfg.model.dim}, depth {cfg.model.depth}, patch {cfg.model.patch_size}) trained with vitlab\n\n"
+        f"- Data: `{cfg.data.source}`, {len(meta['classes'])} classes: {', '.join(meta['classes'])}\n"
+        f"- Images: {size_label(cfg.model.img_size)} px, normalised with mean {meta['mean']} and std {meta['std']} "
+        f"(see preprocessor_config.json)\n"
+        f"- Recipe: {t.optimizer}, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, "
+        f"{t.schedule} schedule, label smoothing {t.label_smoothing:g}, seed {t.seed}\n"
+        f"- Result: {result}\n\n"
+        "```python\nfrom transformers import ViTForImageClassification\n"
+        'model = ViTForImageClassification.from_pretrained("THIS_FOLDER")\n```\n'
+    )
 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
@@ -155,9 +180,16 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
         raise VitlabError(f"--out {out}: --format hf writes a folder, and this is a file")
     out.mkdir(parents=True, exist_ok=True)
     height, width = image_hw(meta["config"].model.img_size)
-    preprocessor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": height, "width": width},
-                    "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-                    "image_mean": meta["mean"], "image_std": meta["std"]}
+    preprocessor = {
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": True,
+        "size": {"height": height, "width": width},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": meta["mean"],
+        "image_std": meta["std"],
+    }
     atomic_write_bytes(safetensors_bytes(state, metadata={"format": "pt"}), out / "model.safetensors")
     atomic_write_text(json.dumps(config, indent=2) + "\n", out / "config.json")
     atomic_write_text(json.dumps(preprocessor, indent=2) + "\n", out / "preprocessor_config.json")
@@ -173,19 +205,29 @@ def export_timm(checkpoint: str | Path, out: str | Path) -> Path:
     model, meta = load_checkpoint(checkpoint)
     cfg = meta["config"].model
     kwargs = to_timm(cfg)
-    metadata = {"format": "pt", "timm_kwargs": json.dumps(kwargs), "norm_eps": repr(cfg.norm_eps),
-                "classes": json.dumps(meta["classes"]), "mean": json.dumps(meta["mean"]), "std": json.dumps(meta["std"])}
+    metadata = {
+        "format": "pt",
+        "timm_kwargs": json.dumps(kwargs),
+        "norm_eps": repr(cfg.norm_eps),
+        "classes": json.dumps(meta["classes"]),
+        "mean": json.dumps(meta["mean"]),
+        "std": json.dumps(meta["std"]),
+    }
     out = Path(out)
     atomic_write_bytes(safetensors_bytes(to_timm_state(cfg, model.state_dict()), metadata=metadata), out)
     return out
 
 
-EXPORTERS = {"safetensors": export_safetensors, "onnx": export_onnx, "torchscript": export_torchscript,
-             "hf": export_hf, "timm": export_timm}
+EXPORTERS = {
+    "safetensors": export_safetensors,
+    "onnx": export_onnx,
+    "torchscript": export_torchscript,
+    "hf": export_hf,
+    "timm": export_timm,
+}
 
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
     if fmt not in EXPORTERS:
         raise VitlabError(f"--format {fmt}: supported formats: {', '.join(EXPORTERS)}")
     return EXPORTERS[fmt](checkpoint, out)
-

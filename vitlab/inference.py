@@ -44,16 +44,26 @@ class Classifier:
     temperature: float = 1.0
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", *, batch_size: int = 0,
-                        tta: str | None = None) -> "Classifier":
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto", *, batch_size: int = 0, tta: str | None = None
+    ) -> "Classifier":
         """``batch_size`` 0: 32 on a CPU, 1024 on a GPU;
         ``tta`` None: the config's ``train.tta``."""
         dev = resolve_device(device)
         model, meta = load_checkpoint(path, dev)
         cfg: Config = meta["config"]
         transform = BatchTransform(meta["mean"], meta["std"], cfg.model.img_size, device=dev)
-        return cls(model, cfg, list(meta["classes"]), transform, dev, infer_chunk_size(batch_size, dev),
-                   tta or cfg.train.tta, meta, float(meta.get("temperature", 1.0)))
+        return cls(
+            model,
+            cfg,
+            list(meta["classes"]),
+            transform,
+            dev,
+            infer_chunk_size(batch_size, dev),
+            tta or cfg.train.tta,
+            meta,
+            float(meta.get("temperature", 1.0)),
+        )
 
     def read(self, path: str | Path) -> torch.Tensor:
         """One image file as (3, H, W) uint8 at the model's size; raises ImageError naming the file."""
@@ -80,10 +90,15 @@ class Classifier:
         from vitlab.analysis.metrics import classification_metrics  # scikit-learn: imported only when needed
 
         logits = self.logits(split.images)
-        metrics = classification_metrics(logits.softmax(1).numpy(), split.labels.numpy(), self.classes,
-                                         logits.argmax(1).numpy())
-        return {"accuracy": metrics.pop("accuracy"), "loss": F.cross_entropy(logits, split.labels).item(),
-                "n": len(split), **metrics}
+        metrics = classification_metrics(
+            logits.softmax(1).numpy(), split.labels.numpy(), self.classes, logits.argmax(1).numpy()
+        )
+        return {
+            "accuracy": metrics.pop("accuracy"),
+            "loss": F.cross_entropy(logits, split.labels).item(),
+            "n": len(split),
+            **metrics,
+        }
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

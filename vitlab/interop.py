@@ -38,19 +38,35 @@ def to_hf(cfg: ModelConfig, state: dict[str, torch.Tensor], classes: list[str]) 
     """(config.json contents, state dict) of a ``transformers`` ``ViTForImageClassification``."""
     check_exportable(cfg, "Hugging Face")
     config = {
-        "architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": cfg.dim,
-        "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.heads, "intermediate_size": cfg.mlp_dim,
-        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-        "layer_norm_eps": cfg.norm_eps, "image_size": cfg.img_size, "patch_size": cfg.patch_size,
-        "num_channels": cfg.in_chans, "qkv_bias": cfg.qkv_bias, "encoder_stride": cfg.patch_size,
-        "id2label": {str(i): c for i, c in enumerate(classes)}, "label2id": {c: i for i, c in enumerate(classes)},
+        "architectures": ["ViTForImageClassification"],
+        "model_type": "vit",
+        "hidden_size": cfg.dim,
+        "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.heads,
+        "intermediate_size": cfg.mlp_dim,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": cfg.norm_eps,
+        "image_size": cfg.img_size,
+        "patch_size": cfg.patch_size,
+        "num_channels": cfg.in_chans,
+        "qkv_bias": cfg.qkv_bias,
+        "encoder_stride": cfg.patch_size,
+        "id2label": {str(i): c for i, c in enumerate(classes)},
+        "label2id": {c: i for i, c in enumerate(classes)},
     }
     e = "vit.embeddings."
-    out = {e + "cls_token": state["cls_token"], e + "position_embeddings": state["pos_embed"],
-           e + "patch_embeddings.projection.weight": conv_patch_weight(cfg, state["patch_embed.proj.weight"]),
-           e + "patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
-           "vit.layernorm.weight": state["norm.weight"], "vit.layernorm.bias": state["norm.bias"],
-           "classifier.weight": state["head.weight"], "classifier.bias": state["head.bias"]}
+    out = {
+        e + "cls_token": state["cls_token"],
+        e + "position_embeddings": state["pos_embed"],
+        e + "patch_embeddings.projection.weight": conv_patch_weight(cfg, state["patch_embed.proj.weight"]),
+        e + "patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
+        "vit.layernorm.weight": state["norm.weight"],
+        "vit.layernorm.bias": state["norm.bias"],
+        "classifier.weight": state["head.weight"],
+        "classifier.bias": state["head.bias"],
+    }
     for i in range(cfg.depth):
         L, o = f"vit.encoder.layer.{i}.", f"blocks.{i}."
         att = L + "attention.attention."
@@ -59,8 +75,13 @@ def to_hf(cfg: ModelConfig, state: dict[str, torch.Tensor], classes: list[str]) 
         if cfg.qkv_bias:
             for name, b in zip(("query", "key", "value"), state[o + "attn.qkv.bias"].chunk(3)):
                 out[f"{att}{name}.bias"] = b
-        for theirs, ours in {"attention.output.dense": "attn.proj", "intermediate.dense": "mlp.0",
-                             "output.dense": "mlp.3", "layernorm_before": "norm1", "layernorm_after": "norm2"}.items():
+        for theirs, ours in {
+            "attention.output.dense": "attn.proj",
+            "intermediate.dense": "mlp.0",
+            "output.dense": "mlp.3",
+            "layernorm_before": "norm1",
+            "layernorm_after": "norm2",
+        }.items():
             out[f"{L}{theirs}.weight"], out[f"{L}{theirs}.bias"] = state[f"{o}{ours}.weight"], state[f"{o}{ours}.bias"]
     return config, {k: v.contiguous() for k, v in out.items()}
 
@@ -74,10 +95,20 @@ def to_timm(cfg: ModelConfig) -> dict:
         ratio = math.nextafter(ratio, math.inf)
     if int(cfg.dim * ratio) != cfg.mlp_dim:
         raise VitlabError(f"--format timm: timm cannot build an MLP of {cfg.mlp_dim} units for dim {cfg.dim}")
-    return {"img_size": cfg.img_size, "patch_size": cfg.patch_size, "in_chans": cfg.in_chans,
-            "num_classes": cfg.num_classes, "embed_dim": cfg.dim, "depth": cfg.depth, "num_heads": cfg.heads,
-            "mlp_ratio": ratio, "qkv_bias": cfg.qkv_bias, "class_token": cfg.pool == "cls",
-            "global_pool": "token" if cfg.pool == "cls" else "avg", "fc_norm": False}
+    return {
+        "img_size": cfg.img_size,
+        "patch_size": cfg.patch_size,
+        "in_chans": cfg.in_chans,
+        "num_classes": cfg.num_classes,
+        "embed_dim": cfg.dim,
+        "depth": cfg.depth,
+        "num_heads": cfg.heads,
+        "mlp_ratio": ratio,
+        "qkv_bias": cfg.qkv_bias,
+        "class_token": cfg.pool == "cls",
+        "global_pool": "token" if cfg.pool == "cls" else "avg",
+        "fc_norm": False,
+    }
 
 
 def to_timm_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,6 +136,8 @@ def timm_model(path: str) -> torch.nn.Module:
     if "timm_kwargs" not in meta:
         raise VitlabError(f"{path}: not written by 'vitlab export --format timm' (no timm_kwargs metadata)")
     norm = functools.partial(torch.nn.LayerNorm, eps=float(meta["norm_eps"]))
-    model = timm.create_model("vit_base_patch16_224", pretrained=False, norm_layer=norm, **json.loads(meta["timm_kwargs"]))
+    model = timm.create_model(
+        "vit_base_patch16_224", pretrained=False, norm_layer=norm, **json.loads(meta["timm_kwargs"])
+    )
     model.load_state_dict(load_file(path))
     return model.eval()

@@ -138,7 +138,9 @@ def safe_torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any
         raise VitlabError(f"{path}: file not found")
     if not zipfile.is_zipfile(path):
         # torch.save has written zip archives since torch 1.6; anything else is another kind of file or truncated.
-        raise VitlabError(f"{path}: not a readable torch file, truncated or of another type (expected a torch.save archive)")
+        raise VitlabError(
+            f"{path}: not a readable torch file, truncated or of another type (expected a torch.save archive)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

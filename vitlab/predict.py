@@ -54,7 +54,9 @@ def read_images(clf: Classifier, files: list[Path]) -> tuple[torch.Tensor, list[
     return torch.stack(images), kept
 
 
-def prediction_rows(files: list[Path], probs: torch.Tensor, classes: list[str], top_k: int) -> tuple[list[str], list[dict]]:
+def prediction_rows(
+    files: list[Path], probs: torch.Tensor, classes: list[str], top_k: int
+) -> tuple[list[str], list[dict]]:
     """The CSV header and one row per file: path, label, confidence, the next ``top_k - 1`` guesses, every
     probability."""
     header = ["path", "label", "confidence"]

@@ -27,8 +27,9 @@ def last_layer_cls_attention(maps: list[torch.Tensor], prefix: int = 1, fusion: 
     return pooled_row(fuse_heads(maps[-1], fusion), prefix)
 
 
-def attention_rollout(maps: list[torch.Tensor], prefix: int = 1, fusion: str = "mean",
-                      discard: float = 0.0) -> torch.Tensor:
+def attention_rollout(
+    maps: list[torch.Tensor], prefix: int = 1, fusion: str = "mean", discard: float = 0.0
+) -> torch.Tensor:
     """Rollout of the class token (or of all tokens, with ``prefix`` 0) over the patches: (B, N).
 
     Per layer: fuse the heads, zero the lowest ``discard`` share of the weights (keeping the first token's

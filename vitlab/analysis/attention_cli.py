@@ -36,18 +36,29 @@ def attention_maps(checkpoint: str | Path, paths: list[str], out: Path, *, devic
         logits, heat = clf.attention(img[None])
         p = logits.softmax(1)[0]
         k = int(p.argmax())
-        row = {"image": img.permute(1, 2, 0).numpy(), "last": heat["last"][0].numpy(),
-               "rollout": heat["rollout"][0].numpy(),
-               "title": f"{display_path(Path(f.name))}\n{clf.classes[k]} {p[k]:.0%}"}
+        row = {
+            "image": img.permute(1, 2, 0).numpy(),
+            "last": heat["last"][0].numpy(),
+            "rollout": heat["rollout"][0].numpy(),
+            "title": f"{display_path(Path(f.name))}\n{clf.classes[k]} {p[k]:.0%}",
+        }
         written.append(figures.attention_grid([row], out / f"{f.stem}_attention.png"))
     if not written:
         raise VitlabError("no readable image among the given paths")
     return written
 
 
-def explain_files(checkpoint: str | Path, paths: list[str], out: Path, *, method: str = "grad-rollout",
-                  class_name: str | None = None, fusion: str = "mean", discard: float = 0.0,
-                  device: str = "auto") -> list[Path]:
+def explain_files(
+    checkpoint: str | Path,
+    paths: list[str],
+    out: Path,
+    *,
+    method: str = "grad-rollout",
+    class_name: str | None = None,
+    fusion: str = "mean",
+    discard: float = 0.0,
+    device: str = "auto",
+) -> list[Path]:
     """Write ``OUT/<name>_<method>.png`` (the image and its explanation for ``class_name``, default the predicted
     class) per readable image."""
     clf = Classifier.from_checkpoint(checkpoint, device)
@@ -63,11 +74,17 @@ def explain_files(checkpoint: str | Path, paths: list[str], out: Path, *, method
         p = (logits / clf.temperature).softmax(1)[0].cpu()
         k = int(p.argmax())
         shown = k if target is None else int(target[0])
-        what = (f"evidence for {clf.classes[shown]} ({p[shown]:.0%})" if method in ("grad-rollout", "gradcam")
-                else "the same for every class")
-        item = {"image": img.permute(1, 2, 0).numpy(), "heat": heat[0].numpy(),
-                "title": f"{display_path(Path(f.name))}\npredicted {clf.classes[k]} {p[k]:.0%}",
-                "label": f"{method}: {what}"}
+        what = (
+            f"evidence for {clf.classes[shown]} ({p[shown]:.0%})"
+            if method in ("grad-rollout", "gradcam")
+            else "the same for every class"
+        )
+        item = {
+            "image": img.permute(1, 2, 0).numpy(),
+            "heat": heat[0].numpy(),
+            "title": f"{display_path(Path(f.name))}\npredicted {clf.classes[k]} {p[k]:.0%}",
+            "label": f"{method}: {what}",
+        }
         written.append(figures.explanation_grid([item], out / f"{f.stem}_{method}.png", per_row=1))
     if not written:
         raise VitlabError("no readable image among the given paths")

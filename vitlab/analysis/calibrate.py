@@ -50,19 +50,27 @@ def calibrate(checkpoint: str | Path, out: str | Path, *, data: str | None = Non
     cfg = clf.config
     ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)
     if ds.val is None:
-        raise VitlabError(f"{checkpoint}: its data has no validation split to fit the temperature on (the run used "
-                          "data.val_fraction=0); pass --data with a val/ folder, or train with a hold-out")
+        raise VitlabError(
+            f"{checkpoint}: its data has no validation split to fit the temperature on (the run used "
+            "data.val_fraction=0); pass --data with a val/ folder, or train with a hold-out"
+        )
     if ds.classes != clf.classes:
         raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {clf.classes[:5]}...")
     clf.temperature = 1.0
     logits = clf.logits(ds.val.images)
     t = fit_temperature(logits, ds.val.labels)
-    result = {"temperature": t, "n": len(ds.val), "tta": clf.tta,
-              "nll_before": F.cross_entropy(logits, ds.val.labels).item(),
-              "nll_after": F.cross_entropy(logits / t, ds.val.labels).item(),
-              "ece_before": _ece(logits, ds.val.labels), "ece_after": _ece(logits / t, ds.val.labels)}
+    result = {
+        "temperature": t,
+        "n": len(ds.val),
+        "tta": clf.tta,
+        "nll_before": F.cross_entropy(logits, ds.val.labels).item(),
+        "nll_after": F.cross_entropy(logits / t, ds.val.labels).item(),
+        "ece_before": _ece(logits, ds.val.labels),
+        "ece_after": _ece(logits / t, ds.val.labels),
+    }
     ckpt = read_checkpoint(checkpoint)
-    weights_only = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "rng_ranks", "epoch_state",
-                                                                "ema", "grad_scaler")}
+    weights_only = {
+        k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "rng_ranks", "epoch_state", "ema", "grad_scaler")
+    }
     atomic_torch_save({**weights_only, "temperature": t, "calibration": result}, out)
     return result

@@ -28,8 +28,13 @@ def load_run(path: Path) -> dict[str, Any]:
         config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else summary.get("config", {})
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise VitlabError(f"{path}: unreadable summary.json or config.yaml ({type(e).__name__})") from None
-    return {"path": path, "name": path.resolve().name, "summary": summary, "records": read_jsonl(path / "metrics.jsonl"),
-            "config": config if isinstance(config, dict) else {}}
+    return {
+        "path": path,
+        "name": path.resolve().name,
+        "summary": summary,
+        "records": read_jsonl(path / "metrics.jsonl"),
+        "config": config if isinstance(config, dict) else {},
+    }
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -46,8 +51,14 @@ def config_rows(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per setting found in any config (dotted key, one value per run), the differing ones first."""
     flat = [_flatten(c) for c in configs]
     keys = sorted({k for f in flat for k in f})
-    rows = [{"key": k, "cells": [json.dumps(f[k]) if k in f else "—" for f in flat],
-             "differs": len({json.dumps(f.get(k)) for f in flat}) > 1} for k in keys]
+    rows = [
+        {
+            "key": k,
+            "cells": [json.dumps(f[k]) if k in f else "—" for f in flat],
+            "differs": len({json.dumps(f.get(k)) for f in flat}) > 1,
+        }
+        for k in keys
+    ]
     return sorted(rows, key=lambda r: not r["differs"])
 
 
@@ -62,13 +73,16 @@ def _unique_names(runs: list[dict[str, Any]]) -> None:
 def _result_cells(run: dict[str, Any]) -> dict[str, str]:
     s = run["summary"]
     best_val = max((r["val_acc"] for r in run["records"] if "val_acc" in r), default=None)
-    return {"name": run["name"], "path": str(run["path"]),
-            "test_acc": f"{s['test_acc']:.2%}" if "test_acc" in s else "—",
-            "val_acc": f"{best_val:.2%}" if best_val is not None else "—",
-            "train_seconds": f"{s['train_seconds']:.0f} s" if "train_seconds" in s else "—",
-            "epochs": f"{s['epochs']:.2f}" if "epochs" in s else str(len(run["records"])),
-            "images_per_s": f"{s['images_per_s']:.0f}" if "images_per_s" in s else "—",
-            "params": f"{s['params']:,}" if "params" in s else "—"}
+    return {
+        "name": run["name"],
+        "path": str(run["path"]),
+        "test_acc": f"{s['test_acc']:.2%}" if "test_acc" in s else "—",
+        "val_acc": f"{best_val:.2%}" if best_val is not None else "—",
+        "train_seconds": f"{s['train_seconds']:.0f} s" if "train_seconds" in s else "—",
+        "epochs": f"{s['epochs']:.2f}" if "epochs" in s else str(len(run["records"])),
+        "images_per_s": f"{s['images_per_s']:.0f}" if "images_per_s" in s else "—",
+        "params": f"{s['params']:,}" if "params" in s else "—",
+    }
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
@@ -89,7 +103,11 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     rows = config_rows([r["config"] for r in runs])
     env = Environment(loader=PackageLoader("vitlab.analysis", "templates"), autoescape=select_autoescape(["html"]))
     page = env.get_template("compare.html").render(
-        runs=[_result_cells(r) for r in runs], curves=curves, made=time.strftime("%Y-%m-%d %H:%M"),
-        config_rows=rows, differing=[r for r in rows if r["differs"]])
+        runs=[_result_cells(r) for r in runs],
+        curves=curves,
+        made=time.strftime("%Y-%m-%d %H:%M"),
+        config_rows=rows,
+        differing=[r for r in rows if r["differs"]],
+    )
     atomic_write_text(page, out)
     return out

@@ -51,13 +51,19 @@ def gradcam(model: VisionTransformer, x: torch.Tensor, target: torch.Tensor | No
             (grad,) = torch.autograd.grad(score, captured[-1])
     finally:
         hook.remove()
-    tokens = captured[-1][:, model.num_prefix_tokens:].detach()  # (B, N, D)
-    weights = grad[:, model.num_prefix_tokens:].mean(1, keepdim=True)  # (B, 1, D): each channel's importance
+    tokens = captured[-1][:, model.num_prefix_tokens :].detach()  # (B, N, D)
+    weights = grad[:, model.num_prefix_tokens :].mean(1, keepdim=True)  # (B, 1, D): each channel's importance
     return logits.detach(), (tokens * weights).sum(-1).clamp_min(0)  # (B, N)
 
 
-def explain(model: VisionTransformer, x: torch.Tensor, method: str = "grad-rollout", target: torch.Tensor | None = None,
-            fusion: str = "mean", discard: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def explain(
+    model: VisionTransformer,
+    x: torch.Tensor,
+    method: str = "grad-rollout",
+    target: torch.Tensor | None = None,
+    fusion: str = "mean",
+    discard: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, K) and heatmaps (B, H, W) in [0, 1] of normalised images ``x`` (B, C, H, W) for the classes
     ``target`` (B,) (default: each image's predicted class)."""
     model.eval()
@@ -65,8 +71,11 @@ def explain(model: VisionTransformer, x: torch.Tensor, method: str = "grad-rollo
     if method in ("attention", "rollout"):
         with torch.no_grad():
             logits, maps = model.forward_attention(x)
-        weights = (last_layer_cls_attention(maps, prefix, fusion) if method == "attention"
-                   else attention_rollout(maps, prefix, fusion, discard))
+        weights = (
+            last_layer_cls_attention(maps, prefix, fusion)
+            if method == "attention"
+            else attention_rollout(maps, prefix, fusion, discard)
+        )
     elif method == "grad-rollout":
         logits, weights = grad_rollout(model, x, target)
     elif method == "gradcam":

@@ -18,10 +18,12 @@ DPI = 110
 
 def _literal_text(draw: Callable[..., Path]) -> Callable[..., Path]:
     """Class and file names are drawn as written: ``$\\foo$`` must not reach matplotlib's mathtext parser."""
+
     @functools.wraps(draw)
     def wrapper(*args, **kwargs) -> Path:
         with plt.rc_context({"text.parse_math": False}):
             return draw(*args, **kwargs)
+
     return wrapper
 
 
@@ -128,8 +130,12 @@ def attention_grid(items: list[dict], path: Path, per_row: int = 2) -> Path:
         ax.axis("off")
     for k, item in enumerate(items):
         r, c0 = divmod(k, per_row)
-        panels = ((item["title"], None), ("last layer", item["last"]), ("rollout", item["rollout"]),
-                  ("evidence (grad-rollout)", item.get("grad")))[:width]
+        panels = (
+            (item["title"], None),
+            ("last layer", item["last"]),
+            ("rollout", item["rollout"]),
+            ("evidence (grad-rollout)", item.get("grad")),
+        )[:width]
         for c, (label, heat) in enumerate(panels):
             ax = axes[r, width * c0 + c]
             ax.imshow(item["image"])
@@ -163,10 +169,16 @@ def reliability(bins: list[dict], ece: float, path: Path) -> Path:
     width = bins[0]["high"] - bins[0]["low"]
     centres = [b["low"] + width / 2 for b in bins]
     full = [(c, b) for c, b in zip(centres, bins) if b["count"]]
-    ax.bar([c for c, _ in full], [b["accuracy"] for _, b in full], width=width * 0.9, color="#4c72b0",
-           label="accuracy")
-    ax.bar([c for c, _ in full], [b["confidence"] - b["accuracy"] for _, b in full], width=width * 0.9,
-           bottom=[b["accuracy"] for _, b in full], color="#dd8452", alpha=0.5, label="gap to confidence")
+    ax.bar([c for c, _ in full], [b["accuracy"] for _, b in full], width=width * 0.9, color="#4c72b0", label="accuracy")
+    ax.bar(
+        [c for c, _ in full],
+        [b["confidence"] - b["accuracy"] for _, b in full],
+        width=width * 0.9,
+        bottom=[b["accuracy"] for _, b in full],
+        color="#dd8452",
+        alpha=0.5,
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set(ylim=(0, 1), ylabel="accuracy", title=f"Reliability (expected calibration error {ece:.3f})")
     ax.legend(loc="upper left")

@@ -41,8 +41,14 @@ def most_confused(cm: np.ndarray, classes: list[str], top: int = 5) -> list[dict
         i, j = np.unravel_index(flat, cm.shape)
         if off[i, j] == 0:
             break
-        pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
-                      "share": float(off[i, j] / max(cm[i].sum(), 1))})
+        pairs.append(
+            {
+                "true": classes[i],
+                "predicted": classes[j],
+                "count": int(off[i, j]),
+                "share": float(off[i, j] / max(cm[i].sum(), 1)),
+            }
+        )
     return pairs
 
 
@@ -53,9 +59,15 @@ def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRAT
     out = []
     for b in range(bins):
         sel = index == b
-        out.append({"low": b / bins, "high": (b + 1) / bins, "count": int(sel.sum()),
-                    "confidence": float(conf[sel].mean()) if sel.any() else None,
-                    "accuracy": float(correct[sel].mean()) if sel.any() else None})
+        out.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "count": int(sel.sum()),
+                "confidence": float(conf[sel].mean()) if sel.any() else None,
+                "accuracy": float(correct[sel].mean()) if sel.any() else None,
+            }
+        )
     return out
 
 
@@ -75,13 +87,16 @@ def collapse_warning(preds: np.ndarray, labels: np.ndarray, classes: list[str]) 
     top = int(predicted.argmax())
     never = int((predicted == 0).sum())
     if predicted[top] > min(3 * true[top], (1 + true[top]) / 2) or never >= k / 2:
-        return (f"predictions collapse onto few classes: {classes[top]} takes {predicted[top]:.0%} of them "
-                f"(its true share is {true[top]:.0%}); {never} of {k} classes are never predicted")
+        return (
+            f"predictions collapse onto few classes: {classes[top]} takes {predicted[top]:.0%} of them "
+            f"(its true share is {true[top]:.0%}); {never} of {k} classes are never predicted"
+        )
     return None
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str] | None = None,
-                           preds: np.ndarray | None = None) -> dict:
+def classification_metrics(
+    probs: np.ndarray, labels: np.ndarray, classes: list[str] | None = None, preds: np.ndarray | None = None
+) -> dict:
     """Accuracy, top-5 (10 classes or more), macro-F1, balanced accuracy, ECE, the calibration bins and a collapse
     warning (or None), from class probabilities (N, K) and true labels (N,). ``preds``: the predicted classes when
     known (the logits' argmax, which softmax's rounding could tie); ``classes``: names for the warning."""
@@ -89,11 +104,14 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     preds = probs.argmax(1) if preds is None else preds
     classes = classes or [f"class {i}" for i in range(k)]
     bins = calibration_bins(probs, labels)
-    out = {"accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
-           "macro_f1": float(f1_score(labels, preds, labels=np.arange(k), average="macro", zero_division=0)),
-           "balanced_accuracy": float(balanced_accuracy_score(labels, preds)),
-           "ece": expected_calibration_error(bins), "calibration": bins,
-           "collapse": collapse_warning(preds, labels, classes)}
+    out = {
+        "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
+        "macro_f1": float(f1_score(labels, preds, labels=np.arange(k), average="macro", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, preds)),
+        "ece": expected_calibration_error(bins),
+        "calibration": bins,
+        "collapse": collapse_warning(preds, labels, classes),
+    }
     if k >= 10:
         out["top5"] = float(top_k_accuracy_score(labels, probs, k=5, labels=np.arange(k)))
     return out

@@ -34,8 +34,11 @@ def stratified_sample(labels: torch.Tensor, count: int, seed: int = 0) -> torch.
     g = torch.Generator().manual_seed(seed)
     classes = labels.unique()
     per_class = max(1, count // len(classes))
-    picks = [idx[torch.randperm(len(idx), generator=g)[:per_class]] for c in classes
-             for idx in [(labels == c).nonzero().flatten()]]
+    picks = [
+        idx[torch.randperm(len(idx), generator=g)[:per_class]]
+        for c in classes
+        for idx in [(labels == c).nonzero().flatten()]
+    ]
     return torch.cat(picks).sort().values
 
 
@@ -75,8 +78,16 @@ def _attention_rows(clf: Classifier, images, labels, preds, conf, max_classes: i
     _, heat = clf.attention(chosen)
     # The class-specific view: gradient-weighted rollout (Chefer et al., 2021) of the predicted class.
     _, grad = explain(clf.model, clf.transform(chosen.to(clf.device)), "grad-rollout")
-    return [{"image": _hwc(chosen[k]), "last": heat["last"][k].numpy(), "rollout": heat["rollout"][k].numpy(),
-             "grad": grad[k].numpy(), "title": t} for k, (_, t) in enumerate(picks)]
+    return [
+        {
+            "image": _hwc(chosen[k]),
+            "last": heat["last"][k].numpy(),
+            "rollout": heat["rollout"][k].numpy(),
+            "grad": grad[k].numpy(),
+            "title": t,
+        }
+        for k, (_, t) in enumerate(picks)
+    ]
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -85,7 +96,9 @@ def _img_tag(path: Path, alt: str) -> str:
 
 
 def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
-    head = "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header else ""
+    head = (
+        "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header else ""
+    )
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
@@ -130,7 +143,9 @@ def build_report(
 
     # Built in a staging folder that replaces report/ only once complete: a failure leaves the previous report.
     with staged_folder(run_dir / "report") as out:
-        ds = load_data(dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed)
+        ds = load_data(
+            dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed
+        )
         if ds.classes != classes:
             raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
         columns, test_logits, test_emb, skipped = _score_columns(clf, ds, extra_tests, train_sample)
@@ -140,16 +155,24 @@ def build_report(
         cm = confusion(labels, preds.numpy(), len(classes))
         per_class = per_class_scores(labels, preds.numpy(), classes)
         pairs = most_confused(cm, classes)
-        atomic_write_text(csv_text([["true \\ predicted", *classes], *([c, *row.tolist()] for c, row in zip(classes, cm))]),
-                          out / "confusion_matrix.csv")
+        atomic_write_text(
+            csv_text([["true \\ predicted", *classes], *([c, *row.tolist()] for c, row in zip(classes, cm))]),
+            out / "confusion_matrix.csv",
+        )
         figs = _figures(out, clf, ds.test, records, cm, preds, conf, test_emb, tsne_samples)
         quality = classification_metrics(test_logits.softmax(1).numpy(), labels, classes, preds.numpy())
         figs["reliability"] = figures.reliability(quality["calibration"], quality["ece"], out / "reliability.png")
-        results = {"columns": columns, "per_class": per_class, "most_confused": pairs, "skipped": skipped,
-                   "test_metrics": quality}
+        results = {
+            "columns": columns,
+            "per_class": per_class,
+            "most_confused": pairs,
+            "skipped": skipped,
+            "test_metrics": quality,
+        }
         atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
-        page = _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, time.perf_counter() - start,
-                     quality)
+        page = _html(
+            run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, time.perf_counter() - start, quality
+        )
         atomic_write_text(page, out / "report.html")
     return run_dir / "report" / "report.html"
 
@@ -159,8 +182,11 @@ def _scores(clf: Classifier, split: Split) -> tuple[dict, torch.Tensor, torch.Te
     logits, emb = clf.embed(split.images)
     if clf.tta != "none":  # the embeddings stay those of the image itself
         logits = clf.logits(split.images)
-    res = {"loss": F.cross_entropy(logits, split.labels).item(),
-           "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split), "n": len(split)}
+    res = {
+        "loss": F.cross_entropy(logits, split.labels).item(),
+        "accuracy": int((logits.argmax(1) == split.labels).sum()) / len(split),
+        "n": len(split),
+    }
     return res, logits, emb
 
 
@@ -170,7 +196,8 @@ def _score_columns(clf: Classifier, ds: ImageData, extra_tests: list[str], train
     train_idx = stratified_sample(ds.train.labels, train_sample)
     columns: dict[str, dict] = {}
     columns[f"train ({len(train_idx)}-image sample)" if len(train_idx) < len(ds.train) else "train"] = _scores(
-        clf, Split(ds.train.images[train_idx], ds.train.labels[train_idx]))[0]
+        clf, Split(ds.train.images[train_idx], ds.train.labels[train_idx])
+    )[0]
     if ds.val is not None:
         columns["validation"] = _scores(clf, ds.val)[0]
     columns["test"], test_logits, test_emb = _scores(clf, ds.test)
@@ -182,8 +209,17 @@ def _score_columns(clf: Classifier, ds: ImageData, extra_tests: list[str], train
     return columns, test_logits, test_emb, skipped
 
 
-def _figures(out: Path, clf: Classifier, test: Split, records: list[dict], cm: np.ndarray, preds: torch.Tensor,
-             conf: torch.Tensor, test_emb: torch.Tensor, tsne_samples: int) -> dict[str, Path]:
+def _figures(
+    out: Path,
+    clf: Classifier,
+    test: Split,
+    records: list[dict],
+    cm: np.ndarray,
+    preds: torch.Tensor,
+    conf: torch.Tensor,
+    test_emb: torch.Tensor,
+    tsne_samples: int,
+) -> dict[str, Path]:
     classes = clf.classes
     figs: dict[str, Path] = {}
     if records:
@@ -191,8 +227,9 @@ def _figures(out: Path, clf: Classifier, test: Split, records: list[dict], cm: n
     figs["confusion"] = figures.confusion_matrix(cm, classes, out / "confusion_matrix.png")
     pick = stratified_sample(test.labels, tsne_samples)
     emb = test_emb[pick].numpy()
-    points = TSNE(n_components=2, init="pca", random_state=0,
-                  perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))).fit_transform(emb)
+    points = TSNE(
+        n_components=2, init="pca", random_state=0, perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3))
+    ).fit_transform(emb)
     figs["tsne"] = figures.tsne(points, test.labels.numpy()[pick.numpy()], classes, out / "tsne.png")
     rows = _attention_rows(clf, test.images, test.labels, preds, conf)
     if rows:
@@ -203,7 +240,8 @@ def _figures(out: Path, clf: Classifier, test: Split, records: list[dict], cm: n
         figs["misclassified"] = figures.image_grid(
             [_hwc(img) for img in take(test.images, worst)],
             [f"true {classes[test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
-            out / "misclassified.png", "Most confidently wrong test images",
+            out / "misclassified.png",
+            "Most confidently wrong test images",
         )
     return figs
 
@@ -211,65 +249,96 @@ def _figures(out: Path, clf: Classifier, test: Split, records: list[dict], cm: n
 def _quality_section(quality: dict, figure: Path) -> list[str]:
     """Test-set metrics beyond accuracy, the collapse warning if any, and the reliability diagram."""
     rows = [["top-5 accuracy", f"{quality['top5']:.2%}"]] if "top5" in quality else []
-    rows += [["macro-F1", f"{quality['macro_f1']:.4f}"], ["balanced accuracy", f"{quality['balanced_accuracy']:.2%}"],
-             ["expected calibration error (15 bins)", f"{quality['ece']:.4f}"]]
+    rows += [
+        ["macro-F1", f"{quality['macro_f1']:.4f}"],
+        ["balanced accuracy", f"{quality['balanced_accuracy']:.2%}"],
+        ["expected calibration error (15 bins)", f"{quality['ece']:.4f}"],
+    ]
     warning = [f'<p class="warning">Warning: {html.escape(quality["collapse"])}.</p>'] if quality["collapse"] else []
-    return ["<h3>Beyond accuracy (test set)</h3>", _table(None, rows, "quality"), *warning,
-            _img_tag(figure, "Reliability diagram: accuracy against confidence")]
+    return [
+        "<h3>Beyond accuracy (test set)</h3>",
+        _table(None, rows, "quality"),
+        *warning,
+        _img_tag(figure, "Reliability diagram: accuracy against confidence"),
+    ]
 
 
 def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, seconds, quality) -> str:
     names = list(columns)
     results = _table(
         ["", *names],
-        [["Loss", *(f"{columns[n]['loss']:.3f}" for n in names)],
-         ["Accuracy", *(f"{columns[n]['accuracy']:.2%}" for n in names)],
-         ["Images", *(columns[n]["n"] for n in names)]],
+        [
+            ["Loss", *(f"{columns[n]['loss']:.3f}" for n in names)],
+            ["Accuracy", *(f"{columns[n]['accuracy']:.2%}" for n in names)],
+            ["Images", *(columns[n]["n"] for n in names)],
+        ],
         "results",
     )
-    timing_rows = [[k, v] for k, v in (
-        ("training time", f"{summary['train_seconds']:.0f} s" if summary else "unknown (no summary.json)"),
-        ("epochs", f"{summary['epochs']:.2f}" if summary else "?"),
-        ("training throughput", f"{summary['images_per_s']:.0f} images/s" if summary else "?"),
-        ("parameters", f"{summary['params']:,}" if summary else "?"),
-        ("device", summary.get("device", "?")),
-        ("best epoch (validation)", summary.get("best_epoch", "?")),
-    )]
+    timing_rows = [
+        [k, v]
+        for k, v in (
+            ("training time", f"{summary['train_seconds']:.0f} s" if summary else "unknown (no summary.json)"),
+            ("epochs", f"{summary['epochs']:.2f}" if summary else "?"),
+            ("training throughput", f"{summary['images_per_s']:.0f} images/s" if summary else "?"),
+            ("parameters", f"{summary['params']:,}" if summary else "?"),
+            ("device", summary.get("device", "?")),
+            ("best epoch (validation)", summary.get("best_epoch", "?")),
+        )
+    ]
     sections = [
         f"<h1>vitlab report: {html.escape(run_dir.resolve().name)}</h1>",
         f'<p class="muted">{html.escape(str(run_dir.resolve()))} · model {html.escape(cfg.model.preset)} · '
         f"made in {seconds:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}</p>",
-        "<h2>Results</h2>", results,
-        "<h2>Run</h2>", _table(None, timing_rows, "timing"),
+        "<h2>Results</h2>",
+        results,
+        "<h2>Run</h2>",
+        _table(None, timing_rows, "timing"),
     ]
     if "curves" in figs:
         sections += ["<h2>Loss and accuracy</h2>", _img_tag(figs["curves"], "Loss and accuracy per epoch")]
     sections += [
-        "<h2>Confusion matrix</h2>", _img_tag(figs["confusion"], "Confusion matrix (counts and row percentages)"),
+        "<h2>Confusion matrix</h2>",
+        _img_tag(figs["confusion"], "Confusion matrix (counts and row percentages)"),
         '<p>As CSV: <a href="confusion_matrix.csv">confusion_matrix.csv</a>.</p>',
-        _table(["class", "precision", "recall", "F1", "images"],
-               [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]] for r in per_class],
-               "per-class"),
+        _table(
+            ["class", "precision", "recall", "F1", "images"],
+            [
+                [r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                for r in per_class
+            ],
+            "per-class",
+        ),
         "<h3>Most confused pairs</h3>",
-        _table(["true", "predicted as", "images", "share of the true class"],
-               [[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs], "pairs"),
+        _table(
+            ["true", "predicted as", "images", "share of the true class"],
+            [[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs],
+            "pairs",
+        ),
         *_quality_section(quality, figs["reliability"]),
-        "<h2>t-SNE of the learned features</h2>", _img_tag(figs["tsne"], "t-SNE of class-token embeddings, coloured by true class"),
+        "<h2>t-SNE of the learned features</h2>",
+        _img_tag(figs["tsne"], "t-SNE of class-token embeddings, coloured by true class"),
     ]
     if "attention" in figs:
-        sections += ["<h2>Attention maps</h2>",
-                     "<p>For each class, its most confident right and wrong test image: the last layer's class-token "
-                     "attention (heads averaged), attention rollout (Abnar &amp; Zuidema, 2020), and the evidence "
-                     "for the predicted class (gradient-weighted rollout, Chefer et al., 2021; "
-                     "<code>vitlab explain</code> gives it for any class and image).</p>",
-                     _img_tag(figs["attention"], "Attention maps")]
+        sections += [
+            "<h2>Attention maps</h2>",
+            "<p>For each class, its most confident right and wrong test image: the last layer's class-token "
+            "attention (heads averaged), attention rollout (Abnar &amp; Zuidema, 2020), and the evidence "
+            "for the predicted class (gradient-weighted rollout, Chefer et al., 2021; "
+            "<code>vitlab explain</code> gives it for any class and image).</p>",
+            _img_tag(figs["attention"], "Attention maps"),
+        ]
     if "misclassified" in figs:
-        sections += ["<h2>Misclassified examples</h2>", _img_tag(figs["misclassified"], "Most confidently wrong test images")]
+        sections += [
+            "<h2>Misclassified examples</h2>",
+            _img_tag(figs["misclassified"], "Most confidently wrong test images"),
+        ]
     if skipped:
         sections += ["<h2>Skipped files</h2>", "<pre>" + html.escape("\n".join(skipped)) + "</pre>"]
     sections += ["<h2>Config</h2>", "<pre>" + html.escape(yaml.safe_dump(cfg.to_dict(), sort_keys=False)) + "</pre>"]
     body = "\n".join(sections)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>vitlab report: {html.escape(run_dir.resolve().name)}</title><style>{CSS}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>vitlab report: {html.escape(run_dir.resolve().name)}</title><style>{CSS}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )

@@ -4,4 +4,13 @@ from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import ImageData, Split, balanced_weights, epoch_order, load_data
 from vitlab.data.images import ImageError, read_image
 
-__all__ = ["BatchTransform", "ImageData", "Split", "balanced_weights", "epoch_order", "load_data", "ImageError", "read_image"]
+__all__ = [
+    "BatchTransform",
+    "ImageData",
+    "Split",
+    "balanced_weights",
+    "epoch_order",
+    "load_data",
+    "ImageError",
+    "read_image",
+]

@@ -51,8 +51,13 @@ def alternating_flips(idx: torch.Tensor, epoch: int, seed: int, n: int) -> torch
     return first[idx.cpu()] ^ bool(epoch % 2)
 
 
-def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator,
-                   area: tuple[float, float] = (0.02, 1 / 3), ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+def random_erasing(
+    x: torch.Tensor,
+    p: float,
+    generator: torch.Generator,
+    area: tuple[float, float] = (0.02, 1 / 3),
+    ratio: tuple[float, float] = (0.3, 3.3),
+) -> torch.Tensor:
     """Zero (the mean, after normalisation) one random rectangle in each image with probability ``p``
     (Zhong et al., 2020; torchvision's RandomErasing ranges), for the whole batch at once."""
     B, _, H, W = x.shape
@@ -110,8 +115,9 @@ class BatchTransform:
         self.shift = (torch.tensor(mean, device=device) * 255).view(1, -1, 1, 1)
         self.scale = (1.0 / (torch.tensor(std, device=device) * 255)).view(1, -1, 1, 1)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                 flip: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, flip: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """With a ``generator`` the batch is augmented (training); without, only resized and normalised.
         ``flip``: which images to mirror (a (B,) mask, e.g. ``alternating_flips``); default: a random half."""
         if generator is not None:

@@ -62,8 +62,9 @@ def take(images: torch.Tensor | FileImages, idx: torch.Tensor) -> torch.Tensor:
     return images[idx].load() if isinstance(images, FileImages) else images[idx]
 
 
-def iterate_batches(images: torch.Tensor | FileImages, batches: list[torch.Tensor],
-                    device: torch.device) -> Iterator[torch.Tensor]:
+def iterate_batches(
+    images: torch.Tensor | FileImages, batches: list[torch.Tensor], device: torch.device
+) -> Iterator[torch.Tensor]:
     """The uint8 batches at ``batches`` (index tensors) on ``device``: gathered from memory, or decoded ahead by
     DataLoader workers for images on disk."""
     if isinstance(images, FileImages):
@@ -73,15 +74,19 @@ def iterate_batches(images: torch.Tensor | FileImages, batches: list[torch.Tenso
         yield images[idx.to(images.device, non_blocking=True)].to(device, non_blocking=True)
 
 
-def place_images(images: torch.Tensor | FileImages, device: torch.device, memory_share: float) -> torch.Tensor | FileImages:
+def place_images(
+    images: torch.Tensor | FileImages, device: torch.device, memory_share: float
+) -> torch.Tensor | FileImages:
     """The training images where batches are gathered from: on the device when they fit in ``memory_share`` of
     its memory (GPU-resident, no transfers), else in pinned host memory (each batch copied asynchronously);
     images on disk stay there."""
     if isinstance(images, FileImages) or device.type != "cuda":
         return images.to(device)
     if images.nbytes > memory_share * torch.cuda.get_device_properties(device).total_memory:
-        print(f"data: {images.nbytes / 1e9:.1f} GB of images kept in pinned host memory (over "
-              f"data.memory_share={memory_share:g} of the GPU's); batches are copied as they are used")
+        print(
+            f"data: {images.nbytes / 1e9:.1f} GB of images kept in pinned host memory (over "
+            f"data.memory_share={memory_share:g} of the GPU's); batches are copied as they are used"
+        )
         return images.pin_memory()
     return images.to(device)
 
@@ -96,8 +101,15 @@ def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool 
     if cfg.source in DATASETS:
         raw = load_cifar(cfg.source, cache_dir(cfg))
     else:
-        raw = load_image_folder(Path(cfg.source), img_size, cache_dir(cfg), strict=cfg.strict, storage=cfg.storage,
-                                memory_share=cfg.memory_share, workers=cfg.workers)
+        raw = load_image_folder(
+            Path(cfg.source),
+            img_size,
+            cache_dir(cfg),
+            strict=cfg.strict,
+            storage=cfg.storage,
+            memory_share=cfg.memory_share,
+            workers=cfg.workers,
+        )
     splits = raw["splits"]
     train = Split(*splits["train"])
     val, val_source = None, "none"
@@ -114,8 +126,15 @@ def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool 
     if cfg.mean is not None and cfg.std is not None:  # e.g. the normalisation pretrained weights were trained with
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     data = ImageData(
-        classes=raw["classes"], train=train, test=Split(*splits["test"]), val=val,
-        mean=mean, std=std, skipped=raw["skipped"], val_source=val_source, storage=raw.get("storage", "memory"),
+        classes=raw["classes"],
+        train=train,
+        test=Split(*splits["test"]),
+        val=val,
+        mean=mean,
+        std=std,
+        skipped=raw["skipped"],
+        val_source=val_source,
+        storage=raw.get("storage", "memory"),
     )
     if verbose:
         print(
@@ -140,8 +159,11 @@ def _storage_text(data: ImageData, cfg: DataConfig) -> str:
     mb = sum(s.images.shape[0] for s in splits) * 3 * height * width / 1e6
     if data.storage == "disk":
         workers = data.train.images.workers
-        why = ("data.storage=disk" if cfg.storage == "disk"
-               else f"decoded, {mb:,.0f} MB would exceed data.memory_share={cfg.memory_share:g} of the RAM")
+        why = (
+            "data.storage=disk"
+            if cfg.storage == "disk"
+            else f"decoded, {mb:,.0f} MB would exceed data.memory_share={cfg.memory_share:g} of the RAM"
+        )
         return f"streamed from disk, decoded at {size} px by {workers} DataLoader worker processes ({why})"
     return f"held in memory as uint8 at {size} px ({mb:,.0f} MB), augmented in batches on the device"
 

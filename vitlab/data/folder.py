@@ -31,12 +31,16 @@ def list_images(folder: Path) -> list[Path]:
 def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """Image files and labels of one split. ``classes`` fixes the label order (taken from train/)."""
     if not split_dir.is_dir():
-        raise VitlabError(f"--data {split_dir.parent}: expected a folder {split_dir.name}/ with one sub-folder per class")
+        raise VitlabError(
+            f"--data {split_dir.parent}: expected a folder {split_dir.name}/ with one sub-folder per class"
+        )
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     for name in found:
         if display_path(Path(name)) != name:  # class names go into JSON, HTML and CSV files as text
-            raise VitlabError(f"{split_dir / display_path(Path(name))}: a class folder name that is not valid UTF-8; "
-                              "rename the folder")
+            raise VitlabError(
+                f"{split_dir / display_path(Path(name))}: a class folder name that is not valid UTF-8; "
+                "rename the folder"
+            )
     if not found:
         raise VitlabError(f"{split_dir}: no class sub-folders (expected {split_dir}/<class>/<image files>)")
     if classes is None:
@@ -59,6 +63,7 @@ def decode_files(
     files: list[Path], size: ImageSize, *, strict: bool, desc: str
 ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Decode ``files`` into (N, 3, height, width) uint8; returns images, indices kept, and skip messages."""
+
     def load(path: Path) -> torch.Tensor | str:
         try:
             return read_image(path, size)
@@ -123,8 +128,16 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def load_image_folder(root: Path, size: ImageSize, cache_dir: Path, *, strict: bool, storage: str = "auto",
-                      memory_share: float = 0.5, workers: int = 0) -> dict:
+def load_image_folder(
+    root: Path,
+    size: ImageSize,
+    cache_dir: Path,
+    *,
+    strict: bool,
+    storage: str = "auto",
+    memory_share: float = 0.5,
+    workers: int = 0,
+) -> dict:
     """``{"classes", "splits": {name: (images, labels)}, "skipped", "storage"}`` for an ImageFolder root.
 
     ``storage`` "memory": the images decoded once into uint8 tensors, cached under ``cache_dir`` (keyed by the
@@ -150,8 +163,15 @@ def load_image_folder(root: Path, size: ImageSize, cache_dir: Path, *, strict: b
         storage = "disk" if decoded > memory_share * physical_memory() else "memory"
     key = _fingerprint(root, size, {k: v[0] for k, v in listing.items()})
     if storage == "disk":
-        return _file_index(root, size, listing, classes, cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.index.pt",
-                           strict=strict, workers=workers)
+        return _file_index(
+            root,
+            size,
+            listing,
+            classes,
+            cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.index.pt",
+            strict=strict,
+            workers=workers,
+        )
     cache_file = cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.pt"
     cached = _read_cache(cache_file, list(listing), len(classes), (3, *image_hw(size)))
     if cached is not None:
@@ -187,16 +207,25 @@ def _check_split(name: str, parts: Any, n_classes: int, image_shape: tuple[int, 
     if not isinstance(parts, tuple) or len(parts) != (2 if image_shape else 4):
         raise VitlabError(f"split {name} has an unexpected structure")
     first, labels = parts[0], parts[1]
-    if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.long and labels.ndim == 1 and len(first) == len(labels)
-            and (len(labels) == 0 or (labels.min() >= 0 and labels.max() < n_classes))):
+    if not (
+        isinstance(labels, torch.Tensor)
+        and labels.dtype == torch.long
+        and labels.ndim == 1
+        and len(first) == len(labels)
+        and (len(labels) == 0 or (labels.min() >= 0 and labels.max() < n_classes))
+    ):
         raise VitlabError(f"split {name}: labels do not fit")
     if image_shape:
-        if not (isinstance(first, torch.Tensor) and first.dtype == torch.uint8 and tuple(first.shape[1:]) == image_shape):
+        if not (
+            isinstance(first, torch.Tensor) and first.dtype == torch.uint8 and tuple(first.shape[1:]) == image_shape
+        ):
             raise VitlabError(f"split {name}: images of an unexpected type or shape")
         return
     safe = all(isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts for f in first)
-    stats_ok = all(isinstance(t, torch.Tensor) and t.dtype == torch.float64 and tuple(t.shape) == (len(first), 3)
-                   for t in parts[2:])
+    stats_ok = all(
+        isinstance(t, torch.Tensor) and t.dtype == torch.float64 and tuple(t.shape) == (len(first), 3)
+        for t in parts[2:]
+    )
     if not (isinstance(first, list) and safe and stats_ok):
         raise VitlabError(f"split {name}: file list or channel sums of an unexpected form")
 
@@ -207,8 +236,12 @@ def _read_cache(path: Path, names: list[str], n_classes: int, image_shape: tuple
         return None
     try:
         data = safe_torch_load(path)
-        if not (isinstance(data, dict) and isinstance(data.get("splits"), dict) and set(data["splits"]) == set(names)
-                and isinstance(data.get("skipped"), list)):
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("splits"), dict)
+            and set(data["splits"]) == set(names)
+            and isinstance(data.get("skipped"), list)
+        ):
             raise VitlabError("unexpected structure")
         for name, parts in data["splits"].items():
             _check_split(name, parts, n_classes, image_shape)
@@ -225,24 +258,35 @@ def _write_cache(data: dict, path: Path) -> None:
     try:
         atomic_torch_save(data, path)
     except OSError as e:
-        print(f"vitlab: warning: could not write the data cache {path} ({e.strerror or e}); "
-              "set data.cache_dir or $VITLAB_CACHE to a writable folder to reuse decoded images")
+        print(
+            f"vitlab: warning: could not write the data cache {path} ({e.strerror or e}); "
+            "set data.cache_dir or $VITLAB_CACHE to a writable folder to reuse decoded images"
+        )
 
 
-def _file_index(root: Path, size: ImageSize, listing: dict, classes: list[str], index_file: Path, *, strict: bool,
-                workers: int) -> dict:
+def _file_index(
+    root: Path, size: ImageSize, listing: dict, classes: list[str], index_file: Path, *, strict: bool, workers: int
+) -> dict:
     """The streamed form: per split the readable files (``FileImages``) and labels; the scan is cached."""
     index = _read_cache(index_file, list(listing), len(classes), None)
     if index is None:
         index = {"splits": {}, "skipped": []}
         for name, (files, labels) in listing.items():
-            kept, bad, sums, squares = scan_files(files, size, workers or default_workers(), f"scanning {root.name}/{name}")
+            kept, bad, sums, squares = scan_files(
+                files, size, workers or default_workers(), f"scanning {root.name}/{name}"
+            )
             if bad and strict:
                 raise VitlabError(f"{bad[0]} (data.strict is on)")
-            index["splits"][name] = ([str(files[i].relative_to(root)) for i in kept],
-                                     torch.tensor(labels, dtype=torch.long)[kept], sums, squares)
+            index["splits"][name] = (
+                [str(files[i].relative_to(root)) for i in kept],
+                torch.tensor(labels, dtype=torch.long)[kept],
+                sums,
+                squares,
+            )
             index["skipped"] += bad
         _write_cache({**index, "checksum": _digest(index["splits"])}, index_file)
-    splits = {name: (FileImages([root / f for f in rel], size, sums, squares, workers), labels)
-              for name, (rel, labels, sums, squares) in index["splits"].items()}
+    splits = {
+        name: (FileImages([root / f for f in rel], size, sums, squares, workers), labels)
+        for name, (rel, labels, sums, squares) in index["splits"].items()
+    }
     return {"classes": classes, "splits": splits, "skipped": index["skipped"], "storage": "disk"}

@@ -7,7 +7,9 @@ import math
 import torch
 
 
-def stratified_holdout(labels: torch.Tensor, fraction: float, max_count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_holdout(
+    labels: torch.Tensor, fraction: float, max_count: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, val): ``fraction`` of each class (at most ``max_count`` overall) held out, seeded.
 
     Each class keeps at least one training image, so small classes are never emptied.

@@ -69,15 +69,20 @@ def scan_files(files: Sequence[Path], size: ImageSize, workers: int, desc: str):
             kept.append(i)
             sums.append(res[0])
             squares.append(res[1])
-    return (kept, skipped, torch.tensor(sums, dtype=torch.float64).reshape(-1, 3),
-            torch.tensor(squares, dtype=torch.float64).reshape(-1, 3))
+    return (
+        kept,
+        skipped,
+        torch.tensor(sums, dtype=torch.float64).reshape(-1, 3),
+        torch.tensor(squares, dtype=torch.float64).reshape(-1, 3),
+    )
 
 
 class FileImages:
     """The uint8 images of ``files`` at ``size``, decoded on demand by ``workers`` processes."""
 
-    def __init__(self, files: Sequence[Path], size: ImageSize, sums: torch.Tensor, squares: torch.Tensor,
-                 workers: int = 0):
+    def __init__(
+        self, files: Sequence[Path], size: ImageSize, sums: torch.Tensor, squares: torch.Tensor, workers: int = 0
+    ):
         self.files = list(files)
         self.size = size
         self.sums, self.squares = sums, squares
@@ -97,25 +102,34 @@ class FileImages:
     def __getitem__(self, idx: torch.Tensor) -> "FileImages":
         """The subset at ``idx`` (still on disk)."""
         idx = torch.as_tensor(idx)
-        return FileImages([self.files[i] for i in idx.tolist()], self.size, self.sums[idx], self.squares[idx],
-                          self.workers)
+        return FileImages(
+            [self.files[i] for i in idx.tolist()], self.size, self.sums[idx], self.squares[idx], self.workers
+        )
 
     def to(self, device: torch.device | str) -> "FileImages":
         return self  # the images stay on disk; each batch moves to the device when it is loaded
 
     def load_batches(self, batches: Sequence[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
         """The uint8 batches at ``batches`` (index tensors), in order, decoded ahead by the workers."""
-        loader = DataLoader(_Files(self.files, self.size), batch_sampler=[b.tolist() for b in batches],
-                            num_workers=self.workers, pin_memory=device.type == "cuda",
-                            # Its own generator: the DataLoader draws its workers' seeds from it, not from the
-                            # global stream that dropout uses, so streaming leaves training's randomness alone.
-                            generator=torch.Generator())
+        loader = DataLoader(
+            _Files(self.files, self.size),
+            batch_sampler=[b.tolist() for b in batches],
+            num_workers=self.workers,
+            pin_memory=device.type == "cuda",
+            # Its own generator: the DataLoader draws its workers' seeds from it, not from the
+            # global stream that dropout uses, so streaming leaves training's randomness alone.
+            generator=torch.Generator(),
+        )
         for batch in loader:
             yield batch.to(device, non_blocking=True)
 
     def load(self) -> torch.Tensor:
         """All the images as one (N, 3, H, W) uint8 tensor (for small subsets: figures, samples)."""
-        return torch.stack([read_image(f, self.size) for f in self.files]) if self.files else torch.empty(self.shape, dtype=torch.uint8)
+        return (
+            torch.stack([read_image(f, self.size) for f in self.files])
+            if self.files
+            else torch.empty(self.shape, dtype=torch.uint8)
+        )
 
     def split(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Sequential uint8 batches on the CPU (evaluation)."""

@@ -66,11 +66,13 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
 
 def _load_pretrained(source: str, heads: int | None) -> Pretrained:
     if source.startswith("timm:"):
-        return _from_timm_hub(source[len("timm:"):])
+        return _from_timm_hub(source[len("timm:") :])
     path = Path(source)
     if not path.exists():
-        raise VitlabError(f"--weights {source}: no such file or directory (expected a timm .safetensors/.pth/.bin "
-                          "file, a Hugging Face model directory, an original .npz, or timm:MODEL_NAME)")
+        raise VitlabError(
+            f"--weights {source}: no such file or directory (expected a timm .safetensors/.pth/.bin "
+            "file, a Hugging Face model directory, an original .npz, or timm:MODEL_NAME)"
+        )
     if path.is_dir():
         return _from_hf_dir(path)
     if path.suffix == ".npz":
@@ -103,11 +105,16 @@ def _timm_export_metadata(path: Path) -> dict[str, Any]:
         return {}
     try:
         kwargs = json.loads(meta["timm_kwargs"])
-        out = {"img_size": kwargs.get("img_size"), "norm_eps": float(meta["norm_eps"]),
-               "mean": tuple(float(v) for v in json.loads(meta["mean"])),
-               "std": tuple(float(v) for v in json.loads(meta["std"]))}
+        out = {
+            "img_size": kwargs.get("img_size"),
+            "norm_eps": float(meta["norm_eps"]),
+            "mean": tuple(float(v) for v in json.loads(meta["mean"])),
+            "std": tuple(float(v) for v in json.loads(meta["std"])),
+        }
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
-        raise VitlabError(f"--weights {path}: its timm-export metadata is malformed ({type(e).__name__}: {e})") from None
+        raise VitlabError(
+            f"--weights {path}: its timm-export metadata is malformed ({type(e).__name__}: {e})"
+        ) from None
     return out
 
 
@@ -141,13 +148,34 @@ def _state_dict(raw: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _config(dim: int, depth: int, heads: int, mlp_dim: int, patch: int, grid: tuple[int, int], in_chans: int,
-            num_classes: int, qkv_bias: bool, eps: float) -> ModelConfig:
+def _config(
+    dim: int,
+    depth: int,
+    heads: int,
+    mlp_dim: int,
+    patch: int,
+    grid: tuple[int, int],
+    in_chans: int,
+    num_classes: int,
+    qkv_bias: bool,
+    eps: float,
+) -> ModelConfig:
     size = parse_image_size([grid[0] * patch, grid[1] * patch], "weights' image size")
     return dataclasses.replace(
-        ModelConfig(), preset="pretrained", img_size=size, patch_size=patch, in_chans=in_chans,
-        num_classes=max(num_classes, 1), dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, dropout=0.0,
-        qkv_bias=qkv_bias, attn_proj=True, norm_eps=eps,
+        ModelConfig(),
+        preset="pretrained",
+        img_size=size,
+        patch_size=patch,
+        in_chans=in_chans,
+        num_classes=max(num_classes, 1),
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_dim=mlp_dim,
+        dropout=0.0,
+        qkv_bias=qkv_bias,
+        attn_proj=True,
+        norm_eps=eps,
     )
 
 
@@ -162,19 +190,34 @@ def _grid(tokens: int, prefix: int, source: str, img_size: Any = None, patch: in
         side = int(round((tokens - prefix) ** 0.5))
         grid = (side, side)
     if grid[0] * grid[1] + prefix != tokens:
-        raise VitlabError(f"--weights {source}: a position embedding of {tokens} tokens is not a "
-                          f"{grid[0]} x {grid[1]} grid{' plus a class token' if prefix else ''}")
+        raise VitlabError(
+            f"--weights {source}: a position embedding of {tokens} tokens is not a "
+            f"{grid[0]} x {grid[1]} grid{' plus a class token' if prefix else ''}"
+        )
     return grid
 
 
-def _from_timm_state(sd: dict[str, torch.Tensor], heads: int | None, source: str,
-                     mean: tuple[float, ...] = HALF, std: tuple[float, ...] = HALF, img_size: Any = None) -> Pretrained:
+def _from_timm_state(
+    sd: dict[str, torch.Tensor],
+    heads: int | None,
+    source: str,
+    mean: tuple[float, ...] = HALF,
+    std: tuple[float, ...] = HALF,
+    img_size: Any = None,
+) -> Pretrained:
     if "patch_embed.proj.weight" not in sd:
-        hint = " (a hybrid timm ViT with a ResNet stem is not supported)" if "patch_embed.backbone" in " ".join(sd) else ""
+        hint = (
+            " (a hybrid timm ViT with a ResNet stem is not supported)" if "patch_embed.backbone" in " ".join(sd) else ""
+        )
         raise VitlabError(f"--weights {source}: not a timm vit_* state dict (no patch_embed.proj.weight){hint}")
-    unsupported = {"reg_token": "register tokens", ".ls1.": "layer scale", "fc_norm.weight": "average pooling with fc_norm",
-                   "attn_pool.": "attention pooling head", "norm_pre.weight": "a pre-norm before the blocks",
-                   "q_norm.weight": "q/k normalisation"}
+    unsupported = {
+        "reg_token": "register tokens",
+        ".ls1.": "layer scale",
+        "fc_norm.weight": "average pooling with fc_norm",
+        "attn_pool.": "attention pooling head",
+        "norm_pre.weight": "a pre-norm before the blocks",
+        "q_norm.weight": "q/k normalisation",
+    }
     for marker, what in unsupported.items():
         if any(marker in k for k in sd):
             raise VitlabError(f"--weights {source}: this timm ViT uses {what}, which vitlab's ViT does not have")
@@ -187,13 +230,34 @@ def _from_timm_state(sd: dict[str, torch.Tensor], heads: int | None, source: str
         heads = PAPER_HEADS.get((dim, depth), max(dim // 64, 1))
     grid = _grid(sd["pos_embed"].shape[1], 1, source, img_size, patch)
     has_head = sd.get("head.weight") is not None and sd["head.weight"].ndim == 2
-    cfg = _config(dim, depth, heads, sd["blocks.0.mlp.fc1.weight"].shape[0], patch, grid, in_chans,
-                  sd["head.weight"].shape[0] if has_head else 1, "blocks.0.attn.qkv.bias" in sd, 1e-6)
-    out = {"patch_embed.proj.weight": conv.reshape(dim, -1), "patch_embed.proj.bias": sd["patch_embed.proj.bias"],
-           "cls_token": sd["cls_token"], "pos_embed": sd["pos_embed"],
-           "norm.weight": sd["norm.weight"], "norm.bias": sd["norm.bias"]}
-    names = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "norm2": "norm2",
-             "mlp.fc1": "mlp.0", "mlp.fc2": "mlp.3"}
+    cfg = _config(
+        dim,
+        depth,
+        heads,
+        sd["blocks.0.mlp.fc1.weight"].shape[0],
+        patch,
+        grid,
+        in_chans,
+        sd["head.weight"].shape[0] if has_head else 1,
+        "blocks.0.attn.qkv.bias" in sd,
+        1e-6,
+    )
+    out = {
+        "patch_embed.proj.weight": conv.reshape(dim, -1),
+        "patch_embed.proj.bias": sd["patch_embed.proj.bias"],
+        "cls_token": sd["cls_token"],
+        "pos_embed": sd["pos_embed"],
+        "norm.weight": sd["norm.weight"],
+        "norm.bias": sd["norm.bias"],
+    }
+    names = {
+        "norm1": "norm1",
+        "attn.qkv": "attn.qkv",
+        "attn.proj": "attn.proj",
+        "norm2": "norm2",
+        "mlp.fc1": "mlp.0",
+        "mlp.fc2": "mlp.3",
+    }
     for i in range(depth):
         for theirs, ours in names.items():
             for kind in ("weight", "bias"):
@@ -216,22 +280,34 @@ def _from_timm_hub(name: str) -> Pretrained:
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise VitlabError(f"--weights timm:{name}: timm has no model of that name") from None
-        raise VitlabError(f"--weights timm:{name}: could not get the weights ({str(e).splitlines()[0]}); "
-                          "offline, download them on a connected machine and pass the file instead") from None
+        raise VitlabError(
+            f"--weights timm:{name}: could not get the weights ({str(e).splitlines()[0]}); "
+            "offline, download them on a connected machine and pass the file instead"
+        ) from None
     except Exception as e:  # network and hub errors come in many types
-        raise VitlabError(f"--weights timm:{name}: could not download the weights ({type(e).__name__}); offline, "
-                          "save model.state_dict() of timm.create_model(name, pretrained=True) on a connected "
-                          "machine and pass that file to --weights") from None
+        raise VitlabError(
+            f"--weights timm:{name}: could not download the weights ({type(e).__name__}); offline, "
+            "save model.state_dict() of timm.create_model(name, pretrained=True) on a connected "
+            "machine and pass that file to --weights"
+        ) from None
     cfg = model.pretrained_cfg
     heads = model.blocks[0].attn.num_heads
-    return _from_timm_state(model.state_dict(), heads, f"timm:{name}", tuple(cfg.get("mean", HALF)),
-                            tuple(cfg.get("std", HALF)), img_size=list(model.patch_embed.img_size))
+    return _from_timm_state(
+        model.state_dict(),
+        heads,
+        f"timm:{name}",
+        tuple(cfg.get("mean", HALF)),
+        tuple(cfg.get("std", HALF)),
+        img_size=list(model.patch_embed.img_size),
+    )
 
 
 def _from_hf_dir(path: Path) -> Pretrained:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise VitlabError(f"--weights {path}: a directory without config.json (expected a Hugging Face ViT model directory)")
+        raise VitlabError(
+            f"--weights {path}: a directory without config.json (expected a Hugging Face ViT model directory)"
+        )
     try:
         c = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -250,21 +326,39 @@ def _from_hf_dir(path: Path) -> Pretrained:
     patch, e = c["patch_size"], "embeddings."
     grid = _grid(sd[e + "position_embeddings"].shape[1], 1, str(path), c["image_size"], patch)
     has_head = "classifier.weight" in sd
-    cfg = _config(dim, depth, c["num_attention_heads"], c["intermediate_size"], patch, grid,
-                  c.get("num_channels", 3), sd["classifier.weight"].shape[0] if has_head else 1,
-                  c.get("qkv_bias", True), c.get("layer_norm_eps", 1e-12))
-    out = {"patch_embed.proj.weight": sd[e + "patch_embeddings.projection.weight"].reshape(dim, -1),
-           "patch_embed.proj.bias": sd[e + "patch_embeddings.projection.bias"],
-           "cls_token": sd[e + "cls_token"], "pos_embed": sd[e + "position_embeddings"],
-           "norm.weight": sd["layernorm.weight"], "norm.bias": sd["layernorm.bias"]}
+    cfg = _config(
+        dim,
+        depth,
+        c["num_attention_heads"],
+        c["intermediate_size"],
+        patch,
+        grid,
+        c.get("num_channels", 3),
+        sd["classifier.weight"].shape[0] if has_head else 1,
+        c.get("qkv_bias", True),
+        c.get("layer_norm_eps", 1e-12),
+    )
+    out = {
+        "patch_embed.proj.weight": sd[e + "patch_embeddings.projection.weight"].reshape(dim, -1),
+        "patch_embed.proj.bias": sd[e + "patch_embeddings.projection.bias"],
+        "cls_token": sd[e + "cls_token"],
+        "pos_embed": sd[e + "position_embeddings"],
+        "norm.weight": sd["layernorm.weight"],
+        "norm.bias": sd["layernorm.bias"],
+    }
     for i in range(depth):
         L, o = f"encoder.layer.{i}.", f"blocks.{i}."
         att = L + "attention.attention."
         out[o + "attn.qkv.weight"] = torch.cat([sd[f"{att}{n}.weight"] for n in ("query", "key", "value")])
         if cfg.qkv_bias:
             out[o + "attn.qkv.bias"] = torch.cat([sd[f"{att}{n}.bias"] for n in ("query", "key", "value")])
-        for theirs, ours in {"attention.output.dense": "attn.proj", "intermediate.dense": "mlp.0",
-                             "output.dense": "mlp.3", "layernorm_before": "norm1", "layernorm_after": "norm2"}.items():
+        for theirs, ours in {
+            "attention.output.dense": "attn.proj",
+            "intermediate.dense": "mlp.0",
+            "output.dense": "mlp.3",
+            "layernorm_before": "norm1",
+            "layernorm_after": "norm2",
+        }.items():
             out[f"{o}{ours}.weight"], out[f"{o}{ours}.bias"] = sd[f"{L}{theirs}.weight"], sd[f"{L}{theirs}.bias"]
     if has_head:
         out["head.weight"], out["head.bias"] = sd["classifier.weight"], sd["classifier.bias"]
@@ -285,12 +379,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             members = z.infolist()
             declared = sum(m.file_size for m in members)
             if declared > limit:
-                raise VitlabError(f"--weights {path}: its arrays declare {declared:,} bytes, over the {limit:,} "
-                                  f"a {path.stat().st_size:,}-byte file can hold (a zip bomb?)")
+                raise VitlabError(
+                    f"--weights {path}: its arrays declare {declared:,} bytes, over the {limit:,} "
+                    f"a {path.stat().st_size:,}-byte file can hold (a zip bomb?)"
+                )
             for m in members:
                 with z.open(m) as f:
                     major, _ = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    read_header = (
+                        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(f)
                 if dtype.hasobject or math.prod(shape) * dtype.itemsize > m.file_size:
                     raise VitlabError(f"--weights {path}: array {m.filename} declares more data than it holds")
@@ -305,10 +403,14 @@ def _from_npz(path: Path) -> Pretrained:
     w = _read_npz(path)
     prefix = next((p for p in ("", "opt/target/", "params/") if f"{p}embedding/kernel" in w), None)
     if prefix is None:
-        raise VitlabError(f"--weights {path}: no embedding/kernel (expected the original vision_transformer .npz layout)")
+        raise VitlabError(
+            f"--weights {path}: no embedding/kernel (expected the original vision_transformer .npz layout)"
+        )
     if f"{prefix}Transformer/encoderblock_0/LayerNorm_0/scale" not in w:
-        raise VitlabError(f"--weights {path}: expected per-block keys Transformer/encoderblock_N/... "
-                          "(the original vision_transformer layout)")
+        raise VitlabError(
+            f"--weights {path}: expected per-block keys Transformer/encoderblock_N/... "
+            "(the original vision_transformer layout)"
+        )
 
     def t(key: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(w[prefix + key])).float()
@@ -322,16 +424,32 @@ def _from_npz(path: Path) -> Pretrained:
     head_kernel = w.get(prefix + "head/kernel")
     # A representation layer (pre_logits) between the class token and the head: the head cannot be reproduced.
     has_head = head_kernel is not None and head_kernel.size > 0 and prefix + "pre_logits/kernel" not in w
-    cfg = _config(dim, depth, heads, w[prefix + blk.format(0) + "MlpBlock_3/Dense_0/kernel"].shape[1], patch,
-                  _grid(pos.shape[1], 1, str(path)), in_chans, head_kernel.shape[1] if has_head else 1,
-                  prefix + blk.format(0) + "MultiHeadDotProductAttention_1/query/bias" in w, 1e-6)
-    out = {"patch_embed.proj.weight": kernel.permute(3, 2, 0, 1).reshape(dim, -1), "patch_embed.proj.bias": t("embedding/bias"),
-           "cls_token": t("cls"), "pos_embed": pos,
-           "norm.weight": t("Transformer/encoder_norm/scale"), "norm.bias": t("Transformer/encoder_norm/bias")}
+    cfg = _config(
+        dim,
+        depth,
+        heads,
+        w[prefix + blk.format(0) + "MlpBlock_3/Dense_0/kernel"].shape[1],
+        patch,
+        _grid(pos.shape[1], 1, str(path)),
+        in_chans,
+        head_kernel.shape[1] if has_head else 1,
+        prefix + blk.format(0) + "MultiHeadDotProductAttention_1/query/bias" in w,
+        1e-6,
+    )
+    out = {
+        "patch_embed.proj.weight": kernel.permute(3, 2, 0, 1).reshape(dim, -1),
+        "patch_embed.proj.bias": t("embedding/bias"),
+        "cls_token": t("cls"),
+        "pos_embed": pos,
+        "norm.weight": t("Transformer/encoder_norm/scale"),
+        "norm.bias": t("Transformer/encoder_norm/bias"),
+    }
     for i in range(depth):
         b, o = blk.format(i), f"blocks.{i}."
         mha = b + "MultiHeadDotProductAttention_1/"
-        out[o + "attn.qkv.weight"] = torch.cat([t(f"{mha}{n}/kernel").reshape(dim, dim).T for n in ("query", "key", "value")])
+        out[o + "attn.qkv.weight"] = torch.cat(
+            [t(f"{mha}{n}/kernel").reshape(dim, dim).T for n in ("query", "key", "value")]
+        )
         if cfg.qkv_bias:
             out[o + "attn.qkv.bias"] = torch.cat([t(f"{mha}{n}/bias").reshape(-1) for n in ("query", "key", "value")])
         out[o + "attn.proj.weight"] = t(f"{mha}out/kernel").reshape(dim, dim).T
@@ -346,8 +464,12 @@ def _from_npz(path: Path) -> Pretrained:
     return Pretrained(cfg, {k: v.contiguous() for k, v in out.items()}, HALF, HALF, str(path))
 
 
-def resample_pos_embed(pos_embed: torch.Tensor, new_grid: int | tuple[int, int], num_prefix_tokens: int = 1,
-                       old_grid: int | tuple[int, int] | None = None) -> torch.Tensor:
+def resample_pos_embed(
+    pos_embed: torch.Tensor,
+    new_grid: int | tuple[int, int],
+    num_prefix_tokens: int = 1,
+    old_grid: int | tuple[int, int] | None = None,
+) -> torch.Tensor:
     """(1, prefix + gh*gw, D) -> (1, prefix + new_h*new_w, D): the grid part resized bicubically, the class token
     kept apart. Grids are (rows, columns) or one side for a square; ``old_grid`` defaults to the square the
     embedding holds. The same grid returns the tensor itself."""
@@ -390,17 +512,22 @@ def adapt_state(pre: Pretrained, target: ModelConfig) -> dict[str, torch.Tensor]
     src = pre.config
     for name in ("dim", "depth", "heads", "mlp_dim", "in_chans", "qkv_bias", "attn_proj", "stem", "pool"):
         if getattr(src, name) != getattr(target, name):
-            raise VitlabError(f"model.{name}: the weights {pre.source} have {name} {getattr(src, name)}, "
-                              f"the model asks for {getattr(target, name)}")
+            raise VitlabError(
+                f"model.{name}: the weights {pre.source} have {name} {getattr(src, name)}, "
+                f"the model asks for {getattr(target, name)}"
+            )
     if target.stem != "linear" and target.patch_size != src.patch_size:
-        raise VitlabError(f"model.patch_size: a conv stem's depth is fixed by its patch size ({src.patch_size} in "
-                          f"{pre.source}); change model.img_size instead")
+        raise VitlabError(
+            f"model.patch_size: a conv stem's depth is fixed by its patch size ({src.patch_size} in "
+            f"{pre.source}); change model.img_size instead"
+        )
     state = {k: v for k, v in pre.state.items() if not k.startswith("head.")}
     prefix = 1 if target.pool == "cls" else 0
     state["pos_embed"] = resample_pos_embed(state["pos_embed"], token_grid(target), prefix, token_grid(src))
     if target.stem == "linear":
         state["patch_embed.proj.weight"] = resample_patch_embed(
-            state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size)
+            state["patch_embed.proj.weight"], src.in_chans, src.patch_size, target.patch_size
+        )
     return state
 
 
@@ -410,7 +537,7 @@ def apply_pretrained(model: torch.nn.Module, pre: Pretrained) -> None:
     missing, unexpected = model.load_state_dict(adapt_state(pre, model.cfg), strict=False)
     missing = [k for k in missing if not k.startswith("head.")]
     if missing or unexpected:
-        raise VitlabError(f"--weights {pre.source}: weights do not fit the model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]})")
+        raise VitlabError(
+            f"--weights {pre.source}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.reset_classifier(model.cfg.num_classes)
-

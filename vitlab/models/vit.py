@@ -70,8 +70,11 @@ class ConvStem(nn.Module):
         channels = cfg.in_chans
         for i in range(stages):
             out = cfg.dim if i == stages - 1 else cfg.stem_channels
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(3, stride=2, padding=1)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            ]
             channels = out
         self.net = nn.Sequential(*layers)
 
@@ -124,8 +127,12 @@ class WhitenedConvStem(nn.Module):
         c, g = cfg.stem_channels, cfg.bn_group
         self.net = nn.Sequential(
             nn.GELU(),
-            conv_bn(width, c, g), conv_bn(c, c, g), nn.MaxPool2d(2),  # (B, c, 15, 15) from 31 x 31
-            conv_bn(c, 2 * c, g), conv_bn(2 * c, cfg.dim, g), nn.MaxPool2d(2),  # (B, D, 7, 7)
+            conv_bn(width, c, g),
+            conv_bn(c, c, g),
+            nn.MaxPool2d(2),  # (B, c, 15, 15) from 31 x 31
+            conv_bn(c, 2 * c, g),
+            conv_bn(2 * c, cfg.dim, g),
+            nn.MaxPool2d(2),  # (B, D, 7, 7)
         )
 
     @torch.no_grad()
@@ -249,8 +256,11 @@ class VisionTransformer(nn.Module):
         self.grid_size = token_grid(cfg)  # (rows, columns) of patch tokens, as timm's patch_embed.grid_size
         num_patches = self.grid_size[0] * self.grid_size[1]
         self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
-        stems = {"linear": lambda: PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim), "conv": lambda: ConvStem(cfg),
-                 "whiten": lambda: WhitenedConvStem(cfg)}
+        stems = {
+            "linear": lambda: PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim),
+            "conv": lambda: ConvStem(cfg),
+            "whiten": lambda: WhitenedConvStem(cfg),
+        }
         self.patch_embed = stems[cfg.stem]()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + self.num_prefix_tokens, cfg.dim))
@@ -336,8 +346,11 @@ class VisionTransformer(nn.Module):
         if return_attention:
             # FutureWarning, not DeprecationWarning: shown by default (the call arrives through nn.Module's
             # wrappers, so a DeprecationWarning would be attributed to torch and hidden).
-            warnings.warn("model(x, return_attention=True) is deprecated; use model.forward_attention(x)",
-                          FutureWarning, stacklevel=2)
+            warnings.warn(
+                "model(x, return_attention=True) is deprecated; use model.forward_attention(x)",
+                FutureWarning,
+                stacklevel=2,
+            )
             return self.forward_attention(x)
         # A class-token head reads one token: the last block computes that token alone (the same logits,
         # without the other tokens' final attention outputs and MLPs, which nothing would read).
@@ -357,9 +370,13 @@ def check_weights(weights: object, cfg: ModelConfig, where: str, *, partial: boo
         raise VitlabError(f"{where}: expected the weights as a mapping of names to tensors")
     odd = sorted(set(weights) - set(expected)) + ([] if partial else sorted(set(expected) - set(weights)))
     if odd:
-        raise VitlabError(f"{where}: weights do not match the model its config describes (missing or unexpected: "
-                          f"{', '.join(odd[:3])})")
+        raise VitlabError(
+            f"{where}: weights do not match the model its config describes (missing or unexpected: "
+            f"{', '.join(odd[:3])})"
+        )
     for name, tensor in weights.items():
         if tuple(tensor.shape) != expected[name]:
-            raise VitlabError(f"{where}: weights do not match the model its config describes ({name} has shape "
-                              f"{tuple(tensor.shape)}, the config implies {expected[name]})")
+            raise VitlabError(
+                f"{where}: weights do not match the model its config describes ({name} has shape "
+                f"{tuple(tensor.shape)}, the config implies {expected[name]})"
+            )

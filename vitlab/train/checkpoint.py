@@ -50,15 +50,22 @@ def check_checkpoint(ckpt: dict[str, Any], path: Path) -> Config:
     m = cfg.model
     classes = ckpt.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(classes) != m.num_classes:
-        raise VitlabError(f"{path}: expected {m.num_classes} class names (model.num_classes), got "
-                          f"{len(classes) if isinstance(classes, list) else type(classes).__name__}")
+        raise VitlabError(
+            f"{path}: expected {m.num_classes} class names (model.num_classes), got "
+            f"{len(classes) if isinstance(classes, list) else type(classes).__name__}"
+        )
     for key in ("mean", "std"):
         v = ckpt.get(key)
-        numbers = isinstance(v, (list, tuple)) and len(v) == m.in_chans and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        numbers = (
+            isinstance(v, (list, tuple))
+            and len(v) == m.in_chans
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        )
         if not numbers or (key == "std" and min(v) <= 0):
-            raise VitlabError(f"{path}: expected {key} as {m.in_chans} finite numbers (one per channel"
-                              f"{', positive' if key == 'std' else ''}), got {v!r:.80}")
+            raise VitlabError(
+                f"{path}: expected {key} as {m.in_chans} finite numbers (one per channel"
+                f"{', positive' if key == 'std' else ''}), got {v!r:.80}"
+            )
     t = ckpt.get("temperature", 1.0)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
         raise VitlabError(f"{path}: expected a positive finite softmax temperature, got {t!r:.40}")

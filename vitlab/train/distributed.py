@@ -68,7 +68,7 @@ def destroy_process_group() -> None:
 
 def rank_slice(batch: torch.Tensor, world: World) -> torch.Tensor:
     """This rank's share of a global batch of indices: every ``size``-th item from position ``rank``."""
-    return batch[world.rank::world.size]
+    return batch[world.rank :: world.size]
 
 
 def all_sum(values: list[float], world: World, device: torch.device) -> list[float]:

@@ -36,18 +36,28 @@ def tta_logits(model: nn.Module, x: torch.Tensor, mode: str = "none") -> torch.T
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int, device: torch.device,
+    model: nn.Module,
+    images: torch.Tensor,
+    transform: BatchTransform,
+    batch_size: int,
+    device: torch.device,
     tta: str = "none",
 ) -> torch.Tensor:
     """Logits (N, classes) on the CPU for uint8 images (N, 3, H, W)."""
     model.eval()
-    out = [tta_logits(model, transform(chunk.to(device, non_blocking=True)), tta).cpu()
-           for chunk in images.split(batch_size)]
+    out = [
+        tta_logits(model, transform(chunk.to(device, non_blocking=True)), tta).cpu()
+        for chunk in images.split(batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0)
 
 
 def evaluate(
-    model: nn.Module, split: Split, transform: BatchTransform, batch_size: int, device: torch.device,
+    model: nn.Module,
+    split: Split,
+    transform: BatchTransform,
+    batch_size: int,
+    device: torch.device,
     tta: str = "none",
 ) -> dict[str, float]:
     """``{"accuracy", "loss", "n"}``: accuracy in [0, 1], mean cross-entropy."""

@@ -34,8 +34,9 @@ def muon_params(model: nn.Module) -> list[str]:
 
     Muon orthogonalises each matrix's update, which suits hidden layers; the stem, position embedding, norms,
     biases, pooling and head keep AdamW, as Muon's authors advise."""
-    return [name for name, p in model.named_parameters()
-            if p.requires_grad and p.ndim == 2 and name.startswith("blocks.")]
+    return [
+        name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and name.startswith("blocks.")
+    ]
 
 
 class MuonAdamW:
@@ -49,10 +50,12 @@ class MuonAdamW:
         named = dict(model.named_parameters())
         matrices = [named[n] for n in muon_params(model)]
         taken = {id(p) for p in matrices}
-        rest = [{**g, "params": [p for p in g["params"] if id(p) not in taken]}
-                for g in param_groups(model, weight_decay)]
-        self.muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                                     adjust_lr_fn="match_rms_adamw")
+        rest = [
+            {**g, "params": [p for p in g["params"] if id(p) not in taken]} for g in param_groups(model, weight_decay)
+        ]
+        self.muon = torch.optim.Muon(
+            matrices, lr=lr, weight_decay=weight_decay, momentum=momentum, adjust_lr_fn="match_rms_adamw"
+        )
         self.adamw = torch.optim.AdamW(rest, lr=lr, foreach=True)
         self.param_groups = self.muon.param_groups + self.adamw.param_groups
 

@@ -65,8 +65,9 @@ def forward_backward(
         with no_sync() if i < len(pieces) - 1 else contextlib.nullcontext():
             with torch.autocast(device_type=x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = model(xc).float()  # the loss itself in fp32
-            loss = F.cross_entropy(logits, yc, weight=class_weights, label_smoothing=label_smoothing,
-                                   reduction="sum") / len(y)
+            loss = F.cross_entropy(
+                logits, yc, weight=class_weights, label_smoothing=label_smoothing, reduction="sum"
+            ) / len(y)
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
         target = yc if yc.ndim == 1 else yc.argmax(1)
@@ -94,8 +95,9 @@ def chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tens
     return torch.cat([model(part) for part in x.split(chunk)])
 
 
-def probe_precision(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int,
-                    steps: int = 3) -> tuple[str, dict[str, float]]:
+def probe_precision(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int, steps: int = 3
+) -> tuple[str, dict[str, float]]:
     """Time fp32 and bf16-autocast training steps of a copy of ``model`` on one real batch; the faster one wins.
 
     bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent GPUs) and for layers
@@ -137,14 +139,21 @@ def class_weights(spec: str, labels: torch.Tensor, classes: list[str], device: t
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise VitlabError(f"train.class_weights: {spec}: expected none, balanced or a readable JSON file ({e})") from None
+        raise VitlabError(
+            f"train.class_weights: {spec}: expected none, balanced or a readable JSON file ({e})"
+        ) from None
     if isinstance(raw, dict):
         unknown = sorted(set(raw) - set(classes))
         if unknown:
             raise VitlabError(f"train.class_weights: {spec}: unknown classes {unknown[:5]} (known: {classes[:10]})")
         raw = [raw.get(c, 1.0) for c in classes]
-    if (not isinstance(raw, list) or len(raw) != k
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < 1e6 for w in raw)):
-        raise VitlabError(f"train.class_weights: {spec}: expected {k} numbers in [0, 1e6) (one per class) "
-                          "or a {class: weight} mapping")
+    if (
+        not isinstance(raw, list)
+        or len(raw) != k
+        or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < 1e6 for w in raw)
+    ):
+        raise VitlabError(
+            f"train.class_weights: {spec}: expected {k} numbers in [0, 1e6) (one per class) "
+            "or a {class: weight} mapping"
+        )
     return torch.tensor(raw, dtype=torch.float32, device=device)

@@ -20,8 +20,9 @@ class TensorBoardLog:
         try:
             import tensorboard  # noqa: F401
         except ImportError:
-            raise VitlabError("train.tensorboard: needs the tensorboard package "
-                              "(pip install 'vitlab[tensorboard]')") from None
+            raise VitlabError(
+                "train.tensorboard: needs the tensorboard package (pip install 'vitlab[tensorboard]')"
+            ) from None
 
     def log(self, record: dict[str, Any]) -> None:
         """One metrics.jsonl record: every numeric field as a scalar at the record's global step."""

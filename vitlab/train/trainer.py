@@ -30,14 +30,27 @@ from vitlab.models.pretrained import Pretrained, apply_pretrained, load_pretrain
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import read_checkpoint, save_checkpoint
 from vitlab.train.distributed import (
-    World, all_sum, all_sum_tensor, destroy_process_group, gather_objects, init_process_group, main_first,
-    rank_slice, world_from_env,
+    World,
+    all_sum,
+    all_sum_tensor,
+    destroy_process_group,
+    gather_objects,
+    init_process_group,
+    main_first,
+    rank_slice,
+    world_from_env,
 )
 from vitlab.train.evaluate import evaluate
 from vitlab.train.optim import build_optimizer, lr_factor
 from vitlab.train.tensorboard import TensorBoardLog
 from vitlab.train.step import (
-    BF16_MARGIN, batch_mixer, class_weights, forward_backward, infer_chunk_size, micro_batch_size, probe_precision,
+    BF16_MARGIN,
+    batch_mixer,
+    class_weights,
+    forward_backward,
+    infer_chunk_size,
+    micro_batch_size,
+    probe_precision,
 )
 
 DEFAULT_EPOCHS = 10
@@ -55,8 +68,10 @@ def prepare_run_dir(out: Path, overwrite: bool = False) -> None:
     report) are removed, and anything else the user keeps there is left alone.
     """
     if (out / "last.pt").exists() and not overwrite:
-        raise VitlabError(f"--out {out}: already holds a run (last.pt); continue it with --resume {out}, "
-                          "replace it with --overwrite, or choose another --out")
+        raise VitlabError(
+            f"--out {out}: already holds a run (last.pt); continue it with --resume {out}, "
+            "replace it with --overwrite, or choose another --out"
+        )
     if overwrite and out.is_dir():
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -91,9 +106,18 @@ def max_epochs(cfg: Config) -> int:
 class Run:
     """State of one training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
-    def __init__(self, cfg: Config, out: Path, data: ImageData, device: torch.device, world: World = World(),
-                 *, fresh: bool = True, pretrained: Pretrained | None = None):
-        self.cfg, self.out, self.data, self.device, self.world = cfg, out, data, device, world
+    def __init__(
+        self,
+        cfg: Config,
+        out: Path,
+        data: ImageData,
+        device: torch.device,
+        world: World | None = None,
+        *,
+        fresh: bool = True,
+        pretrained: Pretrained | None = None,
+    ):
+        self.cfg, self.out, self.data, self.device, self.world = cfg, out, data, device, world or World()
         self.model = VisionTransformer(cfg.model)
         if fresh and cfg.train.init_weights:  # a resumed run takes every weight from its checkpoint instead
             apply_pretrained(self.model, pretrained or load_pretrained(cfg.train.init_weights, heads=cfg.model.heads))
@@ -104,7 +128,7 @@ class Run:
         # The model the training step calls: wrapped by DDP under torchrun, compiled on request; it shares its
         # parameters with self.model, which is what gets saved.
         net: torch.nn.Module = self.model
-        if world.distributed:
+        if self.world.distributed:
             net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
         self.train_model = torch.compile(net) if cfg.train.compile else net
         self.optimizer = build_optimizer(self.model, cfg.train)
@@ -116,7 +140,8 @@ class Run:
         self.mixer = batch_mixer(cfg.train.mixup, cfg.train.cutmix, cfg.model.num_classes)
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
-            if cfg.train.ema > 0 else None
+            if cfg.train.ema > 0
+            else None
         )
         # What is validated, tested and saved as best.pt: the weight average when there is one.
         self.eval_model = self.ema.module if self.ema is not None else self.model
@@ -126,9 +151,15 @@ class Run:
         self.eval_batch = infer_chunk_size(cfg.train.eval_batch_size, device)
         self.eval_transform = BatchTransform(data.mean, data.std, cfg.model.img_size, device=device)
         self.train_transform = BatchTransform(
-            data.mean, data.std, cfg.model.img_size,
-            crop_padding=cfg.data.crop_padding, crop_mode=cfg.data.crop_mode, hflip=cfg.data.hflip,
-            auto_augment=cfg.data.auto_augment, random_erasing=cfg.data.random_erasing, device=device,
+            data.mean,
+            data.std,
+            cfg.model.img_size,
+            crop_padding=cfg.data.crop_padding,
+            crop_mode=cfg.data.crop_mode,
+            hflip=cfg.data.hflip,
+            auto_augment=cfg.data.auto_augment,
+            random_erasing=cfg.data.random_erasing,
+            device=device,
         )
         if fresh and not cfg.train.init_weights and cfg.model.stem == "whiten":
             sample = sample_images(data.train.images, WHITENING_SAMPLE, cfg.train.seed).to(device)
@@ -180,9 +211,14 @@ class Run:
             if self.ema is not None:
                 meta["ema"] = self.ema.state_dict()
             meta["epoch_state"] = (
-                None if self.epoch_order is None
-                else {"order": self.epoch_order, "pos": self.epoch_pos, "partial": dict(self.partial),
-                      "counts": self.epoch_counts}
+                None
+                if self.epoch_order is None
+                else {
+                    "order": self.epoch_order,
+                    "pos": self.epoch_pos,
+                    "partial": dict(self.partial),
+                    "counts": self.epoch_counts,
+                }
             )
             # Every rank's random streams (collected by the caller under torchrun), the shared data order once.
             meta["rng"] = {"order": self.order_gen.get_state(), **self._rng_state()}
@@ -206,8 +242,10 @@ class Run:
         if len(ranks) != self.world.size:
             # Resumed with another number of processes: the data order continues exactly, each rank's
             # augmentation and dropout streams start afresh.
-            print(f"vitlab: the run was saved by {len(ranks)} process(es) and continues on {self.world.size}; "
-                  "augmentation and dropout draw new random streams")
+            print(
+                f"vitlab: the run was saved by {len(ranks)} process(es) and continues on {self.world.size}; "
+                "augmentation and dropout draw new random streams"
+            )
             torch.manual_seed(self.cfg.train.seed + self.step + self.world.rank)
             self.aug_gen.manual_seed(self._aug_seed() + self.step)
             return
@@ -246,11 +284,17 @@ class Run:
         self.model.train()
         p = self.partial
         p.setdefault("step_loss", [])  # (a checkpoint written before per-step losses were kept)
-        bar = tqdm(total=len(batches), initial=self.epoch_pos, desc=f"epoch {self.epoch + 1}", unit="step",
-                   leave=False, disable=None if world.is_main else True)
+        bar = tqdm(
+            total=len(batches),
+            initial=self.epoch_pos,
+            desc=f"epoch {self.epoch + 1}",
+            unit="step",
+            leave=False,
+            disable=None if world.is_main else True,
+        )
         last_save = self.train_seconds
         lr = self.optimizer.param_groups[0]["lr"]
-        todo = [rank_slice(b, world) for b in batches[self.epoch_pos:]]  # this rank's share of each batch
+        todo = [rank_slice(b, world) for b in batches[self.epoch_pos :]]  # this rank's share of each batch
         stream = iterate_batches(images, todo, self.device)
         for idx in todo:
             if budget and self.train_seconds >= budget:
@@ -260,24 +304,41 @@ class Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.epoch_counts.index_add_(0, idx, torch.ones(len(idx), dtype=torch.int32))
-            flip = (alternating_flips(idx, self.epoch, self.cfg.train.seed, n)
-                    if self.cfg.data.flip_mode == "alternate" else None)
+            flip = (
+                alternating_flips(idx, self.epoch, self.cfg.train.seed, n)
+                if self.cfg.data.flip_mode == "alternate"
+                else None
+            )
             x = self.train_transform(next(stream), self.aug_gen, flip)  # (B, C, S, S)
             y = labels[idx.to(labels.device, non_blocking=True)]
             if self.mixer is not None:
                 x, y = self.mixer(x, y)  # y becomes (B, K) class shares
             self.optimizer.zero_grad(set_to_none=True)
             loss, batch_correct = forward_backward(
-                self.train_model, x, y, micro_batch=self.micro_batch, label_smoothing=t.label_smoothing,
-                precision=t.precision, scaler=self.scaler, class_weights=self.class_weights,
+                self.train_model,
+                x,
+                y,
+                micro_batch=self.micro_batch,
+                label_smoothing=t.label_smoothing,
+                precision=t.precision,
+                scaler=self.scaler,
+                class_weights=self.class_weights,
             )
             self.optimizer_step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             # One small all-reduce: every rank then sees the same loss, clock and stop request.
             loss_sum, correct, seen, seconds, stops = all_sum(
-                [loss.item() * len(idx), float(batch_correct), float(len(idx)),
-                 time.perf_counter() - step_start, float(self.stop_signal is not None)], world, self.device)
+                [
+                    loss.item() * len(idx),
+                    float(batch_correct),
+                    float(len(idx)),
+                    time.perf_counter() - step_start,
+                    float(self.stop_signal is not None),
+                ],
+                world,
+                self.device,
+            )
             seconds /= world.size
             loss_value = loss_sum / seen
             if not math.isfinite(loss_value):
@@ -296,8 +357,12 @@ class Run:
             p["correct"] += int(correct)
             p["step_loss"].append(round(loss_value, 5))
             bar.update()
-            bar.set_postfix(loss=f"{p['loss_sum'] / p['seen']:.3f}", acc=f"{p['correct'] / p['seen']:.3f}",
-                            img_s=f"{p['seen'] / p['seconds']:.0f}", lr=f"{lr:.2e}")
+            bar.set_postfix(
+                loss=f"{p['loss_sum'] / p['seen']:.3f}",
+                acc=f"{p['correct'] / p['seen']:.3f}",
+                img_s=f"{p['seen'] / p['seconds']:.0f}",
+                lr=f"{lr:.2e}",
+            )
             if stops > 0:
                 self.stop_signal = self.stop_signal or "a signal to another rank"
                 bar.close()
@@ -316,10 +381,17 @@ class Run:
         counts = all_sum_tensor(self.epoch_counts.to(self.device), world)
         self.epoch += 1
         self.epoch_order = None
-        return {"train_loss": p["loss_sum"] / p["seen"], "train_acc": p["correct"] / p["seen"],
-                "seconds": p["seconds"], "images_per_s": p["seen"] / p["seconds"], "lr": lr,
-                "epoch_fraction": p["seen"] / n, "images": p["seen"], "distinct_images": int((counts > 0).sum()),
-                "step_loss": list(p["step_loss"])}
+        return {
+            "train_loss": p["loss_sum"] / p["seen"],
+            "train_acc": p["correct"] / p["seen"],
+            "seconds": p["seconds"],
+            "images_per_s": p["seen"] / p["seconds"],
+            "lr": lr,
+            "epoch_fraction": p["seen"] / n,
+            "images": p["seen"],
+            "distinct_images": int((counts > 0).sum()),
+            "step_loss": list(p["step_loss"]),
+        }
 
     def optimizer_step(self) -> None:
         """Clip and apply the accumulated gradient; under fp16 through the gradient scaler, which unscales it
@@ -351,8 +423,9 @@ class Run:
         save_checkpoint(last, self.model, self.cfg, meta)
 
 
-def train(cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretrained | None = None,
-          overwrite: bool = False) -> dict[str, Any] | None:
+def train(
+    cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretrained | None = None, overwrite: bool = False
+) -> dict[str, Any] | None:
     """Train ``cfg`` into run folder ``out`` (or continue the run there); returns the summary.
 
     Launched by ``torchrun``, every rank calls this; rank 0 returns the summary, the others None.
@@ -376,8 +449,14 @@ def train(cfg: Config, out: Path, *, resume: bool = False, pretrained: Pretraine
         destroy_process_group()
 
 
-def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.device, world: World,
-           pretrained: Pretrained | None) -> dict[str, Any] | None:
+def _train(
+    cfg: Config,
+    out: Path,
+    ckpt: dict[str, Any] | None,
+    device: torch.device,
+    world: World,
+    pretrained: Pretrained | None,
+) -> dict[str, Any] | None:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -403,8 +482,10 @@ def _train(cfg: Config, out: Path, ckpt: dict[str, Any] | None, device: torch.de
     if world.is_main:
         atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
     processes = f", {world.size} processes (DDP), global batch {cfg.train.batch_size}" if world.distributed else ""
-    print(f"model: {cfg.model.preset}, {run.model.num_params / 1e6:.2f}M parameters, device {device}, "
-          f"{torch.get_num_threads()} threads{processes}")
+    print(
+        f"model: {cfg.model.preset}, {run.model.num_params / 1e6:.2f}M parameters, device {device}, "
+        f"{torch.get_num_threads()} threads{processes}"
+    )
 
     images = place_images(data.train.images, device, cfg.data.memory_share)
     labels = data.train.labels.to(device)
@@ -433,12 +514,15 @@ def choose_precision(run: Run) -> None:
     y = torch.zeros(len(x), dtype=torch.long, device=run.device)  # the labels do not change the step's cost
     start = time.perf_counter()
     _, timings = probe_precision(run.model, x, y, micro_batch=run.micro_batch)
-    fp32, bf16, seconds = all_sum([timings["fp32"], timings["bf16"], time.perf_counter() - start], run.world,
-                                  run.device)
+    fp32, bf16, seconds = all_sum(
+        [timings["fp32"], timings["bf16"], time.perf_counter() - start], run.world, run.device
+    )
     t.precision = "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32"
     run.train_seconds += seconds / run.world.size
-    print(f"precision: auto chose {t.precision} (a training step took {fp32 / run.world.size:.3f} s in fp32, "
-          f"{bf16 / run.world.size:.3f} s in bf16; probe {seconds / run.world.size:.1f} s, counted as training time)")
+    print(
+        f"precision: auto chose {t.precision} (a training step took {fp32 / run.world.size:.3f} s in fp32, "
+        f"{bf16 / run.world.size:.3f} s in bf16; probe {seconds / run.world.size:.1f} s, counted as training time)"
+    )
 
 
 def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
@@ -461,8 +545,10 @@ def end_of_epoch(run: Run, stats: dict[str, Any]) -> None:
         run.tensorboard.log(record)
     run.save_last()
     val_text = f", val loss {record['val_loss']:.3f} acc {record['val_acc']:.2%}" if data.val is not None else ""
-    print(f"epoch {run.epoch}: train loss {stats['train_loss']:.3f} acc {stats['train_acc']:.2%}{val_text}, "
-          f"{stats['images_per_s']:.0f} img/s, {run.train_seconds:.0f}s trained")
+    print(
+        f"epoch {run.epoch}: train loss {stats['train_loss']:.3f} acc {stats['train_acc']:.2%}{val_text}, "
+        f"{stats['images_per_s']:.0f} img/s, {run.train_seconds:.0f}s trained"
+    )
 
 
 def resume_checkpoint(out: Path) -> dict[str, Any]:
@@ -537,6 +623,8 @@ def finish(run: Run) -> dict[str, Any]:
         summary["test_acc_no_tta"] = plain["accuracy"]
         tta_text = f" with {cfg.train.tta} test-time augmentation ({plain['accuracy']:.2%} without)"
     atomic_write_text(json.dumps(summary, indent=2) + "\n", run.out / "summary.json")
-    print(f"test: accuracy {test['accuracy']:.2%}{tta_text}, loss {test['loss']:.3f} on {test['n']} images "
-          f"(best epoch {run.best_epoch}); run folder {run.out}")
+    print(
+        f"test: accuracy {test['accuracy']:.2%}{tta_text}, loss {test['loss']:.3f} on {test['n']} images "
+        f"(best epoch {run.best_epoch}); run folder {run.out}"
+    )
     return summary
