@@ -181,6 +181,21 @@ def _add_explain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web page and JSON API on a checkpoint (pip install 'vitlab[serve]')")
+    p.add_argument("checkpoint")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip", "full"),
+        default=None,
+        help="test-time augmentation (default: the checkpoint's train.tta)",
+    )
+    p.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted, in MB (default %(default)s)")
+    p.add_argument("--device", default="auto")
+
+
 def _add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="fit a softmax temperature on the validation split; write a new checkpoint")
     p.add_argument("checkpoint")
@@ -239,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attention_parser(sub)
     _add_explain_parser(sub)
     _add_calibrate_parser(sub)
+    _add_serve_parser(sub)
     _add_compare_parser(sub)
     _add_export_parser(sub)
     _add_bench_parser(sub)
@@ -475,6 +491,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vitlab.serve import serve
+
+    if not 0 < args.port < 65536:
+        raise VitlabError(f"--port: expected 1 to 65535, got {args.port}")
+    if not args.max_mb > 0:
+        raise VitlabError(f"--max-mb: expected a positive size, got {args.max_mb}")
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, tta=args.tta, max_upload_mb=args.max_mb)
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from vitlab.analysis.calibrate import calibrate
 
@@ -562,6 +589,7 @@ COMMANDS = {
     "report": cmd_report,
     "explain": cmd_explain,
     "calibrate": cmd_calibrate,
+    "serve": cmd_serve,
     "compare": cmd_compare,
     "attention": cmd_attention,
     "export": cmd_export,

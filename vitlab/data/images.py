@@ -101,8 +101,11 @@ def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
 
 def decode_rgb(path: Path) -> torch.Tensor:
     """The image at ``path`` as a (3, H, W) uint8 tensor; raises ImageError naming the file."""
-    data = read_file(path)
-    name = display_path(path)
+    return decode_bytes(read_file(path), display_path(path))
+
+
+def decode_bytes(data: bytes, name: str) -> torch.Tensor:
+    """An image file's bytes (from disk or an upload) as a (3, H, W) uint8 tensor; raises ImageError naming it."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     pixels = pixel_count(data)
