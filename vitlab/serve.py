@@ -40,7 +40,11 @@ def overlay_png(image: torch.Tensor, heat: torch.Tensor) -> str:
 
 def classify(clf: Classifier, data: bytes, name: str, top_k: int, with_explanation: bool) -> dict:
     """The JSON answer for one uploaded file; raises ImageError (a 400) for what is not a usable image."""
-    img = fit_image(decode_bytes(data, name), clf.config.model.img_size)
+    decoded = decode_bytes(data, name)
+    try:
+        img = fit_image(decoded, clf.config.model.img_size)
+    except (RuntimeError, ValueError, MemoryError) as e:
+        raise ImageError(f"{name}: cannot be resized ({type(e).__name__}: {e})") from None
     probs = clf.predict(img[None])[0]
     answer: dict = {
         "predictions": [

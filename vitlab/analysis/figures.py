@@ -170,14 +170,16 @@ def reliability(bins: list[dict], ece: float, path: Path) -> Path:
     centres = [b["low"] + width / 2 for b in bins]
     full = [(c, b) for c, b in zip(centres, bins) if b["count"]]
     ax.bar([c for c, _ in full], [b["accuracy"] for _, b in full], width=width * 0.9, color="#4c72b0", label="accuracy")
+    # The gap between accuracy and mean confidence, hatched, whichever is higher (Guo et al., 2017, figure 1).
     ax.bar(
         [c for c, _ in full],
-        [b["confidence"] - b["accuracy"] for _, b in full],
+        [abs(b["confidence"] - b["accuracy"]) for _, b in full],
         width=width * 0.9,
-        bottom=[b["accuracy"] for _, b in full],
-        color="#dd8452",
-        alpha=0.5,
-        label="gap to confidence",
+        bottom=[min(b["confidence"], b["accuracy"]) for _, b in full],
+        facecolor="none",
+        edgecolor="#c44e52",
+        hatch="///",
+        label="gap to mean confidence",
     )
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set(ylim=(0, 1), ylabel="accuracy", title=f"Reliability (expected calibration error {ece:.3f})")
