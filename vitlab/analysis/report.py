@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
 from sklearn.manifold import TSNE
 
 from vitlab.analysis import figures
@@ -88,31 +87,6 @@ def _attention_rows(clf: Classifier, images, labels, preds, conf, max_classes: i
         }
         for k, (_, t) in enumerate(picks)
     ]
-
-
-def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" data-file="{path.name}"><figcaption>{html.escape(alt)}</figcaption></figure>'
-
-
-def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
-    head = (
-        "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header else ""
-    )
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-.warning{color:#a33;font-weight:600}
-h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#666;font-size:.9em}
-pre{background:#f7f7f7;padding:1em;overflow-x:auto;font-size:.85em}.muted{color:#777}
-@media print{body{max-width:none}h2{page-break-before:auto}figure,table{page-break-inside:avoid}}
-"""
 
 
 def build_report(
@@ -246,99 +220,48 @@ def _figures(
     return figs
 
 
-def _quality_section(quality: dict, figure: Path) -> list[str]:
-    """Test-set metrics beyond accuracy, the collapse warning if any, and the reliability diagram."""
-    rows = [["top-5 accuracy", f"{quality['top5']:.2%}"]] if "top5" in quality else []
-    rows += [
-        ["macro-F1", f"{quality['macro_f1']:.4f}"],
-        ["balanced accuracy", f"{quality['balanced_accuracy']:.2%}"],
-        ["expected calibration error (15 bins)", f"{quality['ece']:.4f}"],
-    ]
-    warning = [f'<p class="warning">Warning: {html.escape(quality["collapse"])}.</p>'] if quality["collapse"] else []
-    return [
-        "<h3>Beyond accuracy (test set)</h3>",
-        _table(None, rows, "quality"),
-        *warning,
-        _img_tag(figure, "Reliability diagram: accuracy against confidence"),
-    ]
-
-
 def _html(run_dir, cfg, summary, columns, per_class, pairs, figs, skipped, seconds, quality) -> str:
+    """The page, rendered from templates/report.html (Jinja2, every value escaped) with the figures embedded."""
     names = list(columns)
-    results = _table(
-        ["", *names],
-        [
+    results = {
+        "header": ["", *names],
+        "rows": [
             ["Loss", *(f"{columns[n]['loss']:.3f}" for n in names)],
             ["Accuracy", *(f"{columns[n]['accuracy']:.2%}" for n in names)],
             ["Images", *(columns[n]["n"] for n in names)],
         ],
-        "results",
-    )
-    timing_rows = [
-        [k, v]
-        for k, v in (
-            ("training time", f"{summary['train_seconds']:.0f} s" if summary else "unknown (no summary.json)"),
-            ("epochs", f"{summary['epochs']:.2f}" if summary else "?"),
-            ("training throughput", f"{summary['images_per_s']:.0f} images/s" if summary else "?"),
-            ("parameters", f"{summary['params']:,}" if summary else "?"),
-            ("device", summary.get("device", "?")),
-            ("best epoch (validation)", summary.get("best_epoch", "?")),
-        )
+    }
+    timing = [
+        ["training time", f"{summary['train_seconds']:.0f} s" if summary else "unknown (no summary.json)"],
+        ["epochs", f"{summary['epochs']:.2f}" if summary else "?"],
+        ["training throughput", f"{summary['images_per_s']:.0f} images/s" if summary else "?"],
+        ["parameters", f"{summary['params']:,}" if summary else "?"],
+        ["device", summary.get("device", "?")],
+        ["best epoch (validation)", summary.get("best_epoch", "?")],
     ]
-    sections = [
-        f"<h1>vitlab report: {html.escape(run_dir.resolve().name)}</h1>",
-        f'<p class="muted">{html.escape(str(run_dir.resolve()))} · model {html.escape(cfg.model.preset)} · '
-        f"made in {seconds:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}</p>",
-        "<h2>Results</h2>",
-        results,
-        "<h2>Run</h2>",
-        _table(None, timing_rows, "timing"),
+    quality_rows = [["top-5 accuracy", f"{quality['top5']:.2%}"]] if "top5" in quality else []
+    quality_rows += [
+        ["macro-F1", f"{quality['macro_f1']:.4f}"],
+        ["balanced accuracy", f"{quality['balanced_accuracy']:.2%}"],
+        ["expected calibration error (15 bins)", f"{quality['ece']:.4f}"],
     ]
-    if "curves" in figs:
-        sections += ["<h2>Loss and accuracy</h2>", _img_tag(figs["curves"], "Loss and accuracy per epoch")]
-    sections += [
-        "<h2>Confusion matrix</h2>",
-        _img_tag(figs["confusion"], "Confusion matrix (counts and row percentages)"),
-        '<p>As CSV: <a href="confusion_matrix.csv">confusion_matrix.csv</a>.</p>',
-        _table(
-            ["class", "precision", "recall", "F1", "images"],
-            [
-                [r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
-                for r in per_class
-            ],
-            "per-class",
-        ),
-        "<h3>Most confused pairs</h3>",
-        _table(
-            ["true", "predicted as", "images", "share of the true class"],
-            [[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs],
-            "pairs",
-        ),
-        *_quality_section(quality, figs["reliability"]),
-        "<h2>t-SNE of the learned features</h2>",
-        _img_tag(figs["tsne"], "t-SNE of class-token embeddings, coloured by true class"),
-    ]
-    if "attention" in figs:
-        sections += [
-            "<h2>Attention maps</h2>",
-            "<p>For each class, its most confident right and wrong test image: the last layer's class-token "
-            "attention (heads averaged), attention rollout (Abnar &amp; Zuidema, 2020), and the evidence "
-            "for the predicted class (gradient-weighted rollout, Chefer et al., 2021; "
-            "<code>vitlab explain</code> gives it for any class and image).</p>",
-            _img_tag(figs["attention"], "Attention maps"),
-        ]
-    if "misclassified" in figs:
-        sections += [
-            "<h2>Misclassified examples</h2>",
-            _img_tag(figs["misclassified"], "Most confidently wrong test images"),
-        ]
-    if skipped:
-        sections += ["<h2>Skipped files</h2>", "<pre>" + html.escape("\n".join(skipped)) + "</pre>"]
-    sections += ["<h2>Config</h2>", "<pre>" + html.escape(yaml.safe_dump(cfg.to_dict(), sort_keys=False)) + "</pre>"]
-    body = "\n".join(sections)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>vitlab report: {html.escape(run_dir.resolve().name)}</title><style>{CSS}</style></head>"
-        f"<body>\n{body}\n</body></html>\n"
+    env = Environment(loader=PackageLoader("vitlab.analysis", "templates"), autoescape=select_autoescape(["html"]))
+    return env.get_template("report.html").render(
+        run_name=run_dir.resolve().name,
+        run_path=str(run_dir.resolve()),
+        preset=cfg.model.preset,
+        seconds=f"{seconds:.0f}",
+        made=time.strftime("%Y-%m-%d %H:%M"),
+        results=results,
+        timing=timing,
+        figs={k: {"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for k, p in figs.items()},
+        per_class=[
+            [r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+            for r in per_class
+        ],
+        pairs=[[p["true"], p["predicted"], p["count"], f"{p['share']:.1%}"] for p in pairs],
+        quality=quality_rows,
+        collapse=quality["collapse"],
+        skipped=skipped,
+        config=yaml.safe_dump(cfg.to_dict(), sort_keys=False),
     )
