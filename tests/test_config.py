@@ -1,3 +1,6 @@
+import re
+import typing
+
 import pytest
 
 from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value, validate
@@ -77,8 +80,8 @@ def test_round_trip_through_dict():
 )
 def test_validate_names_the_option(key, value, match):
     cfg = Config()
-    set_value(cfg, key, value)
-    with pytest.raises(VitlabError, match=match):
+    with pytest.raises(VitlabError, match=match):  # choice fields already refuse when set, the rest in validate
+        set_value(cfg, key, value)
         validate(cfg)
 
 
@@ -93,3 +96,26 @@ def test_every_shipped_preset_file_resolves():
         cfg = Config()
         apply_mapping(cfg, load_yaml(f), str(f))
         validate(cfg)
+
+
+LITERAL_FIELDS = [
+    (section, name, typing.get_args(typ))
+    for section in ("model", "data", "train")
+    for name, typ in typing.get_type_hints(type(getattr(Config(), section))).items()
+    if typing.get_origin(typ) is typing.Literal
+]
+
+
+@pytest.mark.parametrize("section,name,choices", LITERAL_FIELDS, ids=[f"{s}.{n}" for s, n, _ in LITERAL_FIELDS])
+def test_every_choice_field_lists_its_values_when_set_and_when_validated(section, name, choices):
+    listed = f"expected {', '.join(choices[:-1])} or {choices[-1]}, got 'bogus'"
+    with pytest.raises(VitlabError, match=re.escape(f"{section}.{name}: {listed}")):
+        set_value(Config(), f"{section}.{name}", "bogus")
+    cfg = Config()
+    setattr(getattr(cfg, section), name, "bogus")  # a tree built in Python skips set_value
+    with pytest.raises(VitlabError, match=re.escape(f"{section}.{name}: {listed}")):
+        validate(cfg)
+    for value in choices:
+        cfg = Config()
+        set_value(cfg, f"{section}.{name}", value)
+        assert getattr(getattr(cfg, section), name) == value

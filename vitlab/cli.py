@@ -8,9 +8,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
-from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value, size_label
+from vitlab.config import TTA, Config, apply_mapping, load_yaml, parse_set, set_value, size_label
 from vitlab.errors import Interrupted, VitlabError
 from vitlab.models.presets import available_presets, preset_config
 
@@ -93,7 +93,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "full"),
+        choices=get_args(TTA),
         default=None,
         help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
         "one pixel each way (full: 6 views); default: the run's train.tta",
@@ -110,7 +110,7 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most likely labels")
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "full"),
+        choices=get_args(TTA),
         default=None,
         help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
         "one pixel each way (full: 6 views); default: the run's train.tta",
@@ -133,7 +133,7 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE (default %(default)s)")
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "full"),
+        choices=get_args(TTA),
         default=None,
         help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
         "one pixel each way (full: 6 views); default: the run's train.tta",
@@ -188,7 +188,7 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--tta",
-        choices=("none", "flip", "full"),
+        choices=get_args(TTA),
         default=None,
         help="test-time augmentation (default: the checkpoint's train.tta)",
     )

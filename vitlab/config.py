@@ -13,11 +13,24 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from vitlab.errors import VitlabError
+
+# The choice fields: each name's values, in one place (validated when set, and again by ``validate``).
+Stem = Literal["linear", "conv", "whiten"]
+Pool = Literal["cls", "seq", "mean"]
+AttnScale = Literal["head_dim", "seed"]
+CropMode = Literal["zeros", "reflect"]
+FlipMode = Literal["random", "alternate"]
+AutoAugment = Literal["none", "trivialaugment", "randaugment"]
+Storage = Literal["auto", "memory", "disk"]
+Optimizer = Literal["adamw", "adam", "sgd", "muon"]
+Schedule = Literal["cosine", "linear", "onecycle", "constant"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+TTA = Literal["none", "flip", "full"]
 
 # An image size: one side for square images, or [height, width] (YAML list, or "HxW" / "H,W" on the command line).
 ImageSize = Union[int, list[int]]
@@ -63,19 +76,19 @@ class ModelConfig:
     attn_proj: bool = False
     # "head_dim": softmax(q k^T / sqrt(head_dim)) as in the ViT paper.
     # "seed": the seed divides by sqrt(dim) instead; kept to reproduce its results.
-    attn_scale: str = "head_dim"
+    attn_scale: AttnScale = "head_dim"
     # Tokenizer. "linear": the seed's projection of flattened patches. "conv": a hybrid stem (ViT paper 3.1,
     # Compact Transformers): log2(patch_size) stages of 3x3 conv + ReLU + stride-2 max-pool, the last stage
     # producing dim channels, so the token grid is still img_size / patch_size.
     # "whiten": a frozen 2x2 patch-whitening conv fitted to the training data, then 3x3 conv + batch norm + GELU
     # stages (stem_channels, then twice that) down to a (img_size-1)/4 grid (airbench / CCT; patch_size 4).
-    stem: str = "linear"
+    stem: Stem = "linear"
     stem_channels: int = 64
     # Images per batch-norm group of the "whiten" stem (ghost batch norm): fixed so that CPU micro-batches, a GPU's
     # whole batch and every torchrun rank normalise the same images together.
     bn_group: int = 64
     # What the head reads: "cls" (class token), "seq" (CCT's attention-weighted sequence pooling), "mean".
-    pool: str = "cls"
+    pool: Pool = "cls"
     # Stochastic depth: probability of skipping the last block's residual branches, rising linearly from 0.
     drop_path: float = 0.0
     # LayerNorm epsilon: torch's 1e-5 (the seed); pretrained weights bring their own (timm 1e-6, HF 1e-12).
@@ -94,13 +107,13 @@ class DataConfig:
     val_max: int = 5000
     crop_padding: int = 4
     # What the random crop's padding holds: "zeros", or "reflect" (the image mirrored at its border).
-    crop_mode: str = "zeros"
+    crop_mode: CropMode = "zeros"
     hflip: bool = True
     # "random": each image mirrored with probability 1/2 every epoch; "alternate": a random side for each image in
     # the first epoch, then the other side every other epoch (airbench).
-    flip_mode: str = "random"
+    flip_mode: FlipMode = "random"
     # "none", "trivialaugment" or "randaugment" (torchvision's policies, applied to each training image).
-    auto_augment: str = "none"
+    auto_augment: AutoAugment = "none"
     # Probability of erasing a random rectangle of each training image (0: off).
     random_erasing: float = 0.0
     # Draw training batches with probability inversely proportional to class size (the seed's
@@ -111,7 +124,7 @@ class DataConfig:
     # Where an ImageFolder's decoded images live: "memory" (one uint8 tensor, augmented in batches on the device),
     # "disk" (decoded batch by batch in DataLoader worker processes), or "auto": memory unless the decoded images
     # would take more than memory_share of the RAM.
-    storage: str = "auto"
+    storage: Storage = "auto"
     memory_share: float = 0.5
     workers: int = 0  # DataLoader processes for data.storage=disk; 0: up to 4, one per core
     # Per-channel normalisation; None: the training images' own statistics. Pretrained weights bring theirs.
@@ -134,13 +147,12 @@ class TrainConfig:
     # Images per inference pass; 0: 32 on a CPU, 1024 on a GPU.
     eval_batch_size: int = 0
     # adamw | adam | sgd | muon (torch's Muon for the encoder blocks' matrices, AdamW for the rest; uses momentum)
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.05
     momentum: float = 0.9
-    schedule: str = (
-        "cosine"  # cosine (linear warm-up then cosine) | linear (warm-up, then linear to 0) | onecycle | constant
-    )
+    # cosine (linear warm-up then cosine) | linear (warm-up, then linear to 0) | onecycle | constant
+    schedule: Schedule = "cosine"
     warmup: float = 0.05  # share of training spent warming up
     label_smoothing: float = 0.0
     # Batch mixing with soft targets (torchvision.transforms.v2): Beta(alpha, alpha) of mixup and of cutmix;
@@ -152,7 +164,7 @@ class TrainConfig:
     ema: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     # Test-time augmentation of the final test number and the report: none | flip | full (flip x 1-px shifts).
-    tta: str = "none"
+    tta: TTA = "none"
     seed: int = 0
     # Also refresh last.pt mid-epoch after this many seconds of training (0: only at the end of each epoch).
     checkpoint_every: float = 300.0
@@ -160,7 +172,7 @@ class TrainConfig:
     # "fp32"; "bf16": the training forward pass under bfloat16 autocast; "auto": a few timed steps of each at the
     # start (counted in the time budget) pick the faster on this machine, and the choice is saved in the config.
     # "fp16": float16 autocast with a gradient scaler (for GPUs without bf16, e.g. T4/V100).
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     # Recompute each block's activations in the backward pass instead of keeping them (less memory, ~1/3 more compute).
     grad_checkpointing: bool = False
     # Per-class loss weights for imbalanced data: none | balanced (n / (classes * n_class)) | a JSON file with one
@@ -235,6 +247,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the field's declared type."""
     if typ == ImageSize:
         return parse_image_size(value, key)
+    if typing.get_origin(typ) is Literal:
+        choices = typing.get_args(typ)
+        if value not in choices:
+            raise VitlabError(f"{key}: expected {_choice_text(choices)}, got {value!r}")
+        return value
     origin = typing.get_origin(typ)
     if origin is typing.Union:  # Optional[X]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -379,15 +396,26 @@ def validate(cfg: Config, *, check_files: bool = True) -> None:
     """Reject values that cannot work, naming the option, before any data is read. ``check_files``: also check
     that files the config names exist (off for a stored config, trained elsewhere)."""
     _check_finite(cfg)
+    _check_choices(cfg)
     _check_sizes(cfg)
     _check_model(cfg.model)
     _check_train(cfg.train, check_files)
     _check_data(cfg.data, cfg.model)
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise VitlabError(f"{key}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+def _choice_text(choices: tuple[str, ...]) -> str:
+    return f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+def _check_choices(cfg: Config) -> None:
+    """Every ``Literal`` field holds one of its values (a tree built in Python skips ``set_value``'s check)."""
+    for section in ("model", "data", "train"):
+        node = getattr(cfg, section)
+        for name, typ in _field_types(node).items():
+            if typing.get_origin(typ) is Literal and getattr(node, name) not in typing.get_args(typ):
+                raise VitlabError(
+                    f"{section}.{name}: expected {_choice_text(typing.get_args(typ))}, got {getattr(node, name)!r}"
+                )
 
 
 def _check_range(key: str, value: float, low: float, high: float, what: str, *, high_open: bool = True) -> None:
@@ -414,9 +442,6 @@ def _check_model(m: ModelConfig) -> None:
             raise VitlabError(f"{key}: expected a positive integer, got {v}")
     if max(height, width) > MAX_IMAGE_SIDE:
         raise VitlabError(f"model.img_size: expected at most {MAX_IMAGE_SIDE} px a side, got {size_label(m.img_size)}")
-    _check_choice("model.stem", m.stem, ("linear", "conv", "whiten"))
-    _check_choice("model.pool", m.pool, ("cls", "seq", "mean"))
-    _check_choice("model.attn_scale", m.attn_scale, ("head_dim", "seed"))
     if m.stem == "whiten" and m.patch_size != 4:
         raise VitlabError(
             f"model.patch_size: the whiten stem reduces the image 4x (2x2 conv, two 2x2 pools); "
@@ -462,10 +487,6 @@ def _check_train(t: TrainConfig, check_files: bool) -> None:
             raise VitlabError(f"{key}: expected 0 (off or automatic) or more, got {v}")
     if t.lr <= 0:
         raise VitlabError(f"train.lr: expected a positive number, got {t.lr}")
-    _check_choice("train.optimizer", t.optimizer, ("adamw", "adam", "sgd", "muon"))
-    _check_choice("train.schedule", t.schedule, ("cosine", "linear", "onecycle", "constant"))
-    _check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16", "auto"))
-    _check_choice("train.tta", t.tta, ("none", "flip", "full"))
     if t.optimizer == "muon" and t.freeze_backbone:
         raise VitlabError(
             "train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
@@ -492,10 +513,6 @@ def _check_data(d: DataConfig, m: ModelConfig) -> None:
         raise VitlabError("data.mean / data.std: set both (one value per channel) or neither")
     if d.std is not None and min(d.std) <= 0:
         raise VitlabError(f"data.std: expected positive values, got {d.std}")
-    _check_choice("data.storage", d.storage, ("auto", "memory", "disk"))
-    _check_choice("data.auto_augment", d.auto_augment, ("none", "trivialaugment", "randaugment"))
-    _check_choice("data.flip_mode", d.flip_mode, ("random", "alternate"))
-    _check_choice("data.crop_mode", d.crop_mode, ("zeros", "reflect"))
     if not 0.0 < d.memory_share <= 1.0:
         raise VitlabError(f"data.memory_share: expected a share in (0, 1], got {d.memory_share}")
     if d.workers < 0:

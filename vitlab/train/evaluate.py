@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.config import TTA
 from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import Split
 
 # Test-time augmentation: "none"; "flip": the image and its mirror; "full": both, each also shifted one pixel
 # up-left and down-right (6 views; airbench's multi-crop), a cheap ensemble of the views the model trained on.
-TTA_MODES = ("none", "flip", "full")
+TTA_MODES = get_args(TTA)
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

@@ -7,11 +7,12 @@ only known at the end, can drive them: progress is then the share of the budget 
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import torch
 from torch import nn
 
-from vitlab.config import TrainConfig
+from vitlab.config import Schedule, TrainConfig
 from vitlab.errors import VitlabError
 
 
@@ -91,7 +92,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise VitlabError(f"train.optimizer: expected adamw, adam, sgd or muon, got {cfg.optimizer!r}")
 
 
-SCHEDULES = ("cosine", "linear", "onecycle", "constant")
+SCHEDULES = get_args(Schedule)
 
 
 def lr_factor(schedule: str, progress: float, warmup: float) -> float:
