@@ -135,40 +135,11 @@ def test_explain_command_writes_one_figure_per_image(trained, tmp_path, capsys):
     )
     img = ((x[0] * 0.25 + 0.5).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / "spots.png")
+    explain_args = ["explain", str(tmp_path / "m.pt"), str(tmp_path / "spots.png"), "--out", str(tmp_path / "x")]
     for method in METHODS:
-        assert (
-            main(
-                [
-                    "explain",
-                    str(tmp_path / "m.pt"),
-                    str(tmp_path / "spots.png"),
-                    "--out",
-                    str(tmp_path / "x"),
-                    "--method",
-                    method,
-                    "--class",
-                    "blue",
-                    "--discard",
-                    "0.5",
-                ]
-            )
-            == 0
-        )
+        assert main([*explain_args, "--method", method, "--class", "blue", "--discard", "0.5"]) == 0
         assert (tmp_path / "x" / f"spots_{method}.png").stat().st_size > 1000
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "explain",
-                str(tmp_path / "m.pt"),
-                str(tmp_path / "spots.png"),
-                "--out",
-                str(tmp_path / "x"),
-                "--class",
-                "purple",
-            ]
-        )
-        == 2
-    )
+    assert main([*explain_args, "--class", "purple"]) == 2
     assert "--class purple: not one of the model's classes (red, blue, green, yellow)" in capsys.readouterr().err
     assert main(["attention", str(tmp_path / "m.pt"), str(tmp_path / "spots.png"), "--out", str(tmp_path / "a")]) == 0

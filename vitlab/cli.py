@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from vitlab.models.pretrained import Pretrained
 
 
+def _add_tta_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        choices=get_args(TTA),
+        default=None,
+        help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
+        "one pixel each way (full: 6 views); default: the checkpoint's train.tta",
+    )
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     """The flags ``train`` and ``finetune`` share, declared once."""
     p.add_argument("--data", help="cifar10, cifar100, or an ImageFolder root with train/ and test/ (default: cifar10)")
@@ -91,13 +101,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", help="data source (default: the one the checkpoint was trained on)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument(
-        "--tta",
-        choices=get_args(TTA),
-        default=None,
-        help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
-        "one pixel each way (full: 6 views); default: the run's train.tta",
-    )
+    _add_tta_flag(p)
     p.add_argument("--batch-size", type=int, default=0, help="images per inference pass (default: automatic)")
     p.add_argument("--device", default="auto")
 
@@ -108,13 +112,7 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (searched recursively)")
     p.add_argument("--out", help="CSV file to write (default: print the CSV)")
     p.add_argument("--top-k", type=int, default=1, help="also list the next K-1 most likely labels")
-    p.add_argument(
-        "--tta",
-        choices=get_args(TTA),
-        default=None,
-        help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
-        "one pixel each way (full: 6 views); default: the run's train.tta",
-    )
+    _add_tta_flag(p)
     p.add_argument("--batch-size", type=int, default=0, help="images per inference pass (default: automatic)")
     p.add_argument("--device", default="auto")
 
@@ -131,13 +129,7 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
         help="another test set: an ImageFolder split of photos of any size (repeatable)",
     )
     p.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE (default %(default)s)")
-    p.add_argument(
-        "--tta",
-        choices=get_args(TTA),
-        default=None,
-        help="test-time augmentation: logits averaged over the image and its mirror (flip), also shifted "
-        "one pixel each way (full: 6 views); default: the run's train.tta",
-    )
+    _add_tta_flag(p)
     p.add_argument("--device", default="auto")
 
 
@@ -186,12 +178,7 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--tta",
-        choices=get_args(TTA),
-        default=None,
-        help="test-time augmentation (default: the checkpoint's train.tta)",
-    )
+    _add_tta_flag(p)
     p.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted, in MB (default %(default)s)")
     p.add_argument("--device", default="auto")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vitlab.analysis.attention import attention_overlays
 from vitlab.config import Config
@@ -26,7 +25,7 @@ from vitlab.data.images import read_image
 from vitlab.device import resolve_device
 from vitlab.models.vit import VisionTransformer
 from vitlab.train.checkpoint import load_checkpoint
-from vitlab.train.evaluate import predict_logits
+from vitlab.train.evaluate import logit_scores, predict_logits
 from vitlab.train.step import infer_chunk_size
 
 
@@ -81,8 +80,7 @@ class Classifier:
 
     def evaluate(self, split: Split) -> dict[str, float]:
         """``{"accuracy", "loss", "n"}`` on a labelled split."""
-        scores = self.scores(split)
-        return {key: scores[key] for key in ("accuracy", "loss", "n")}
+        return logit_scores(self.logits(split.images), split.labels)
 
     def scores(self, split: Split) -> dict[str, Any]:
         """Accuracy, loss, image count and ``classification_metrics``' (top-5, macro-F1, balanced accuracy, ECE and
@@ -93,12 +91,8 @@ class Classifier:
         metrics = classification_metrics(
             logits.softmax(1).numpy(), split.labels.numpy(), self.classes, logits.argmax(1).numpy()
         )
-        return {
-            "accuracy": metrics.pop("accuracy"),
-            "loss": F.cross_entropy(logits, split.labels).item(),
-            "n": len(split),
-            **metrics,
-        }
+        metrics.pop("accuracy")  # the same figure as logit_scores'
+        return {**logit_scores(logits, split.labels), **metrics}
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

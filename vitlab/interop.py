@@ -13,6 +13,7 @@ import torch
 
 from vitlab.config import ModelConfig
 from vitlab.errors import VitlabError
+from vitlab.models.pretrained import HF_LAYER_NAMES
 
 
 def check_exportable(cfg: ModelConfig, target: str, pools: tuple[str, ...] = ("cls",)) -> None:
@@ -75,13 +76,7 @@ def to_hf(cfg: ModelConfig, state: dict[str, torch.Tensor], classes: list[str]) 
         if cfg.qkv_bias:
             for name, b in zip(("query", "key", "value"), state[o + "attn.qkv.bias"].chunk(3)):
                 out[f"{att}{name}.bias"] = b
-        for theirs, ours in {
-            "attention.output.dense": "attn.proj",
-            "intermediate.dense": "mlp.0",
-            "output.dense": "mlp.3",
-            "layernorm_before": "norm1",
-            "layernorm_after": "norm2",
-        }.items():
+        for theirs, ours in HF_LAYER_NAMES.items():
             out[f"{L}{theirs}.weight"], out[f"{L}{theirs}.bias"] = state[f"{o}{ours}.weight"], state[f"{o}{ours}.bias"]
     return config, {k: v.contiguous() for k, v in out.items()}
 

@@ -13,8 +13,10 @@ from vitlab.analysis.metrics import calibration_bins, expected_calibration_error
 from vitlab.data.dataset import load_data
 from vitlab.errors import VitlabError
 from vitlab.inference import Classifier
-from vitlab.io import atomic_torch_save
-from vitlab.train.checkpoint import read_checkpoint
+from vitlab.train.checkpoint import save_checkpoint
+
+# Checkpoint entries that only resuming a run needs (or that save_checkpoint writes itself).
+TRAINING_STATE = ("format", "config", "model", "optimizer", "rng", "rng_ranks", "epoch_state", "ema", "grad_scaler")
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -68,9 +70,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, *, data: str | None = Non
         "ece_before": _ece(logits, ds.val.labels),
         "ece_after": _ece(logits / t, ds.val.labels),
     }
-    ckpt = read_checkpoint(checkpoint)
-    weights_only = {
-        k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "rng_ranks", "epoch_state", "ema", "grad_scaler")
-    }
-    atomic_torch_save({**weights_only, "temperature": t, "calibration": result}, out)
+    # The loaded model and metadata, less any training state (a last.pt also works as input): no second read.
+    keep = {k: v for k, v in clf.meta.items() if k not in TRAINING_STATE}
+    save_checkpoint(out, clf.model, cfg, {**keep, "temperature": t, "calibration": result})
     return result

@@ -34,6 +34,15 @@ from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT, check_checkpoin
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
 PAPER_HEADS = {(192, 12): 3, (384, 12): 6, (768, 12): 12, (1024, 24): 16, (1280, 32): 16}
 HALF = (0.5, 0.5, 0.5)
+# A Hugging Face ViTLayer's sub-module names (under encoder.layer.N.) -> vitlab's (under blocks.N.), for the layers
+# that map one to one (query/key/value are fused into qkv apart).
+HF_LAYER_NAMES = {
+    "attention.output.dense": "attn.proj",
+    "intermediate.dense": "mlp.0",
+    "output.dense": "mlp.3",
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+}
 
 
 @dataclass
@@ -352,13 +361,7 @@ def _from_hf_dir(path: Path) -> Pretrained:
         out[o + "attn.qkv.weight"] = torch.cat([sd[f"{att}{n}.weight"] for n in ("query", "key", "value")])
         if cfg.qkv_bias:
             out[o + "attn.qkv.bias"] = torch.cat([sd[f"{att}{n}.bias"] for n in ("query", "key", "value")])
-        for theirs, ours in {
-            "attention.output.dense": "attn.proj",
-            "intermediate.dense": "mlp.0",
-            "output.dense": "mlp.3",
-            "layernorm_before": "norm1",
-            "layernorm_after": "norm2",
-        }.items():
+        for theirs, ours in HF_LAYER_NAMES.items():
             out[f"{o}{ours}.weight"], out[f"{o}{ours}.bias"] = sd[f"{L}{theirs}.weight"], sd[f"{L}{theirs}.bias"]
     if has_head:
         out["head.weight"], out["head.bias"] = sd["classifier.weight"], sd["classifier.bias"]

@@ -64,9 +64,13 @@ def evaluate(
     tta: str = "none",
 ) -> dict[str, float]:
     """``{"accuracy", "loss", "n"}``: accuracy in [0, 1], mean cross-entropy."""
-    logits = predict_logits(model, split.images, transform, batch_size, device, tta)
+    return logit_scores(predict_logits(model, split.images, transform, batch_size, device, tta), split.labels)
+
+
+def logit_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``{"accuracy", "loss", "n"}`` of logits (N, K) against labels (N,)."""
     return {
-        "accuracy": int((logits.argmax(1) == split.labels).sum()) / max(len(split), 1),
-        "loss": F.cross_entropy(logits, split.labels).item(),
-        "n": len(split),
+        "accuracy": int((logits.argmax(1) == labels).sum()) / max(len(labels), 1),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "n": len(labels),
     }
