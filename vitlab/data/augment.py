@@ -9,10 +9,11 @@ is batched like the rest.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from vitlab.config import ImageSize, image_hw
 from vitlab.data.images import fit_image
@@ -77,14 +78,25 @@ def random_erasing(
     return x.masked_fill(erase[:, None], 0.0)
 
 
-def auto_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
-    """torchvision's TrivialAugmentWide or RandAugment on each uint8 image of the batch (its own op each)."""
-    from torchvision.transforms import v2
+# data.auto_augment's policies (config.AutoAugment less "none", its off switch; tests/test_registries.py keeps the two
+# in step): torchvision's, each image drawing its own op.
+AUTO_AUGMENT: dict[str, Callable[[], v2.Transform]] = {
+    "trivialaugment": v2.TrivialAugmentWide,
+    "randaugment": v2.RandAugment,
+}
 
-    policies = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment}
-    if policy not in policies:
-        raise VitlabError(f"data.auto_augment: expected none, {' or '.join(policies)}, got {policy!r}")
-    op = policies[policy]()
+
+def lookup_auto_augment(name: str) -> Callable[[], v2.Transform]:
+    if name not in AUTO_AUGMENT:
+        raise VitlabError(
+            f"data.auto_augment: unknown policy {name!r} (known: {', '.join(AUTO_AUGMENT)}; none turns it off)"
+        )
+    return AUTO_AUGMENT[name]
+
+
+def auto_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+    """An ``AUTO_AUGMENT`` policy on each uint8 image of the batch (its own op each)."""
+    op = lookup_auto_augment(policy)()
     return torch.stack([op(img) for img in x])
 
 

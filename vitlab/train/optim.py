@@ -1,4 +1,5 @@
-"""Optimizer with weight-decay groups, and learning-rate schedules as functions of training progress.
+"""Optimizers with weight-decay groups, and learning-rate schedules as functions of training progress, each a
+registry of named factories (``OPTIMIZERS``, ``SCHEDULES``) whose names are the config's choices.
 
 Schedules take progress in [0, 1] rather than a step count so that a wall-clock budget, whose step count is
 only known at the end, can drive them: progress is then the share of the budget spent.
@@ -7,12 +8,12 @@ only known at the end, can drive them: progress is then the share of the budget 
 from __future__ import annotations
 
 import math
-from typing import get_args
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
-from vitlab.config import Schedule, TrainConfig
+from vitlab.config import TrainConfig
 from vitlab.errors import VitlabError
 
 
@@ -76,40 +77,101 @@ class MuonAdamW:
         self.adamw.load_state_dict(state["adamw"])
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer | MuonAdamW:
-    if cfg.optimizer == "muon":
-        return MuonAdamW(model, cfg.lr, cfg.weight_decay, cfg.momentum)
+OptimizerLike = torch.optim.Optimizer | MuonAdamW
+OptimizerFactory = Callable[[nn.Module, TrainConfig], OptimizerLike]
+# (progress in [0, 1], train.warmup) -> multiplier of the base learning rate.
+ScheduleFn = Callable[[float, float], float]
+T = TypeVar("T")
+
+
+def _lookup(registry: dict[str, T], name: str, key: str, kind: str) -> T:
+    """``registry[name]``, or an error naming the config field and the known names."""
+    if name not in registry:
+        raise VitlabError(f"{key}: unknown {kind} {name!r} (known: {', '.join(registry)})")
+    return registry[name]
+
+
+def _fast(model: nn.Module) -> dict[str, bool]:
+    """One fused kernel per step on a GPU; on a CPU the multi-tensor (foreach) path."""
+    return {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
+
+
+def _adamw(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **_fast(model))
+
+
+def _adam(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Adam's weight_decay is the L2 penalty added to the gradient, as in the seed's optim.Adam.
+    return torch.optim.Adam(param_groups(model, cfg.weight_decay), lr=cfg.lr, **_fast(model))
+
+
+def _sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay)
-    # One fused kernel per step on a GPU; on a CPU the multi-tensor (foreach) path.
-    fast = {"fused": True} if next(model.parameters()).is_cuda else {"foreach": True}
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, **fast)
-    if cfg.optimizer == "adam":
-        # Adam's weight_decay is the L2 penalty added to the gradient, as in the seed's optim.Adam.
-        return torch.optim.Adam(groups, lr=cfg.lr, **fast)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=True)
-    raise VitlabError(f"train.optimizer: expected adamw, adam, sgd or muon, got {cfg.optimizer!r}")
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=True)
 
 
-SCHEDULES = get_args(Schedule)
+def _muon(model: nn.Module, cfg: TrainConfig) -> MuonAdamW:
+    return MuonAdamW(model, cfg.lr, cfg.weight_decay, cfg.momentum)
+
+
+# train.optimizer's values (config.Optimizer; tests/test_registries.py keeps the two in step).
+OPTIMIZERS: dict[str, OptimizerFactory] = {"adamw": _adamw, "adam": _adam, "sgd": _sgd, "muon": _muon}
+
+
+def lookup_optimizer(name: str) -> OptimizerFactory:
+    return _lookup(OPTIMIZERS, name, "train.optimizer", "optimizer")
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> OptimizerLike:
+    return lookup_optimizer(cfg.optimizer)(model, cfg)
+
+
+def _with_warmup(shape: ScheduleFn) -> ScheduleFn:
+    """A linear rise from 0 over the first ``warmup`` share of training, then ``shape``."""
+
+    def factor(p: float, warmup: float) -> float:
+        if warmup > 0 and p < warmup:
+            return p / warmup
+        return shape(p, warmup)
+
+    return factor
+
+
+def _cosine(p: float, warmup: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * (p - warmup) / (1 - warmup)))
+
+
+def _linear(p: float, warmup: float) -> float:
+    # To zero at the end (airbench): the last steps average the weights out.
+    return (1 - p) / (1 - warmup)
+
+
+def _onecycle(p: float, warmup: float) -> float:
+    # torch's OneCycleLR shape (cosine annealing, div_factor 25, final_div_factor 1e4), rising over 30% of training
+    # whatever train.warmup says.
+    lo, end, rise = 1 / 25, 1 / 25e4, 0.3
+    if p < rise:
+        return lo + (1 - lo) * (1 - math.cos(math.pi * p / rise)) / 2
+    return end + (1 - end) * (1 + math.cos(math.pi * (p - rise) / (1 - rise))) / 2
+
+
+def _constant(p: float, warmup: float) -> float:
+    return 1.0  # no warm-up either
+
+
+# train.schedule's values (config.Schedule; tests/test_registries.py keeps the two in step).
+SCHEDULES: dict[str, ScheduleFn] = {
+    "cosine": _with_warmup(_cosine),
+    "linear": _with_warmup(_linear),
+    "onecycle": _onecycle,
+    "constant": _constant,
+}
+
+
+def lookup_schedule(name: str) -> ScheduleFn:
+    return _lookup(SCHEDULES, name, "train.schedule", "schedule")
 
 
 def lr_factor(schedule: str, progress: float, warmup: float) -> float:
     """Multiplier of the base learning rate at ``progress`` (0 = start, 1 = end of training)."""
-    p = min(max(progress, 0.0), 1.0)
-    if schedule not in SCHEDULES:
-        raise VitlabError(f"train.schedule: expected {', '.join(SCHEDULES)}, got {schedule!r}")
-    if schedule == "constant":
-        return 1.0
-    if schedule == "onecycle":
-        # torch's OneCycleLR shape (cosine annealing, div_factor 25, final_div_factor 1e4), rise over 30%.
-        lo, end, rise = 1 / 25, 1 / 25e4, 0.3
-        if p < rise:
-            return lo + (1 - lo) * (1 - math.cos(math.pi * p / rise)) / 2
-        return end + (1 - end) * (1 + math.cos(math.pi * (p - rise) / (1 - rise))) / 2
-    if warmup > 0 and p < warmup:
-        return p / warmup
-    if schedule == "linear":  # to zero at the end (airbench): the last steps average the weights out
-        return (1 - p) / (1 - warmup)
-    return 0.5 * (1 + math.cos(math.pi * (p - warmup) / (1 - warmup)))  # cosine
+    return lookup_schedule(schedule)(min(max(progress, 0.0), 1.0), warmup)
