@@ -2,6 +2,7 @@
 
 import csv
 import json
+import pickle
 import subprocess
 import sys
 
@@ -10,9 +11,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from vitlab.cli import main
-from vitlab.config import Config
+from vitlab.cli import error_text, main
+from vitlab.config import Config, DataConfig
+from vitlab.data.dataset import load_data
+from vitlab.errors import VitlabError
 from vitlab.models import create_model
+from vitlab.models.presets import preset_config
 from vitlab.train import load_checkpoint, read_checkpoint, save_checkpoint
 
 FAST = ["--no-report", "--model", "seed", "--set", "model.depth=2", "--batch-size", "64", "--seed", "0"]
@@ -153,6 +157,40 @@ def test_bad_inputs_give_one_clear_line(run_dir, small_cifar, tmp_path, capsys):
     )
     assert "unknown preset" in error_of(capsys, ["train", "--model", "vit-q", "--out", str(tmp_path / "w")])
     assert "file not found" in error_of(capsys, ["eval", str(tmp_path / "nope.pt")])
+
+
+def test_library_errors_name_config_fields_and_the_cli_names_its_flags(tmp_path, capsys):
+    with pytest.raises(VitlabError) as info:
+        preset_config("nope")
+    e = info.value
+    assert (e.field, e.value) == ("model.preset", "nope") and e.reason.startswith("unknown preset")
+    assert str(e).startswith("model.preset=nope: unknown preset") and "--model" not in str(e)
+    missing = tmp_path / "missing"
+    with pytest.raises(VitlabError) as info:
+        load_data(DataConfig(source=str(missing)), 32, 0, verbose=False)
+    assert (info.value.field, info.value.value) == ("data.source", missing)
+    assert str(info.value).startswith(f"data.source={missing}: folder not found") and "--data" not in str(info.value)
+    # The same problems through the command line: the flags the user typed, as before.
+    assert "--model nope: unknown preset (known:" in error_of(
+        capsys, ["train", "--model", "nope", "--out", str(tmp_path / "r")]
+    )
+    assert f"--data {missing}: folder not found" in error_of(
+        capsys, ["train", "--data", str(missing), "--out", str(tmp_path / "x")]
+    )
+
+
+def test_error_text_and_its_translation_to_flags():
+    plain = VitlabError("something is wrong")
+    assert str(plain) == plain.reason == "something is wrong" and plain.field is None and plain.value is None
+    assert error_text(plain) == "something is wrong"
+    top_k = VitlabError("expected 1 to 10, got 0", field="top_k")
+    assert str(top_k) == "top_k: expected 1 to 10, got 0" and error_text(top_k) == "--top-k: expected 1 to 10, got 0"
+    out = VitlabError("is a folder", field="out", value="preds")
+    assert str(out) == "out=preds: is a folder" and error_text(out) == "--out preds: is a folder"
+    no_flag = VitlabError("bad", field="model.dim", value=3)  # a field no flag sets: the library's own text
+    assert error_text(no_flag) == str(no_flag) == "model.dim=3: bad"
+    again = pickle.loads(pickle.dumps(out))  # e.g. from a DataLoader worker process
+    assert (str(again), again.field, again.value, again.reason) == (str(out), "out", "preds", "is a folder")
 
 
 def test_checkpoint_from_another_model_is_refused(run_dir, small_cifar, tmp_path, capsys):

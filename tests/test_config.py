@@ -3,7 +3,8 @@ import typing
 
 import pytest
 
-from vitlab.config import Config, apply_mapping, load_yaml, parse_set, set_value, validate
+from vitlab.config import Config, load_yaml, parse_set, set_value, validate
+from vitlab.models.presets import apply_config_file
 from vitlab.errors import VitlabError
 
 
@@ -42,7 +43,7 @@ def test_yaml_applies_preset_then_fields(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("model:\n  preset: vit-ti/4\n  depth: 2\ntrain:\n  lr: 0.01\n")
     cfg = Config()
-    apply_mapping(cfg, load_yaml(f), str(f))
+    apply_config_file(cfg, load_yaml(f), str(f))
     assert (cfg.model.dim, cfg.model.depth, cfg.model.patch_size, cfg.train.lr) == (192, 2, 4, 0.01)
 
 
@@ -66,9 +67,9 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize(
     "key,value,match",
     [
-        ("train.epochs", 0, "--epochs"),
+        ("train.epochs", 0, "train.epochs: expected a positive integer"),
         ("train.batch_size", -1, "train.batch_size"),
-        ("train.time_budget", 0, "--time-budget"),
+        ("train.time_budget", 0, "train.time_budget: expected a positive number of seconds"),
         ("model.heads", 3, "does not divide model.dim"),
         ("train.optimizer", "lion", "adamw, adam, sgd or muon"),
         ("train.time_budget", "nan", "train.time_budget: expected a finite number"),
@@ -94,7 +95,7 @@ def test_every_shipped_preset_file_resolves():
         text = f.read_text()
         assert text.startswith("#") and "Command:" in text, f"{f.name}: header must state the command"
         cfg = Config()
-        apply_mapping(cfg, load_yaml(f), str(f))
+        apply_config_file(cfg, load_yaml(f), str(f))
         validate(cfg)
 
 

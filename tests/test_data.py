@@ -183,5 +183,5 @@ def test_cifar_offline_gives_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     monkeypatch.setitem(__import__("vitlab.data.cifar", fromlist=["DATASETS"]).DATASETS, "cifar10", offline)
-    with pytest.raises(VitlabError, match="download failed.*point --data at a local ImageFolder"):
+    with pytest.raises(VitlabError, match="data.source=cifar10: not found.*download failed.*use a local ImageFolder"):
         load_data(DataConfig(source="cifar10", cache_dir=str(tmp_path)), 32, 0, verbose=False)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, to_heatmap
+from vitlab.models.attention import attention_rollout, last_layer_cls_attention, to_heatmap
 from vitlab.analysis.metrics import classification_metrics
 from vitlab.cli import main
 

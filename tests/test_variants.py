@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention
+from vitlab.models.attention import attention_rollout, last_layer_cls_attention
 from vitlab.cli import main
 from vitlab.data.augment import BatchTransform, auto_augment, random_erasing
 from vitlab.errors import VitlabError

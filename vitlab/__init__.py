@@ -4,7 +4,7 @@ from vitlab.config import Config, DataConfig, ModelConfig, TrainConfig
 from vitlab.errors import VitlabError
 from vitlab.inference import Classifier
 from vitlab.models import VisionTransformer, create_model
-from vitlab.train.checkpoint import load_checkpoint
+from vitlab.models.loading import load_checkpoint
 
 __version__ = "0.1.0"
 

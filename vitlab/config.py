@@ -203,7 +203,7 @@ class Config:
     def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
         """Rebuild a resolved tree (from a checkpoint or config.yaml): ``model.preset`` is only a label here."""
         cfg = cls()
-        apply_mapping(cfg, d, origin, resolve_preset=False)
+        apply_mapping(cfg, d, origin)
         return cfg
 
 
@@ -296,19 +296,20 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     """Set ``section.field`` on the tree, checking the key exists and converting the value's type."""
     parts = dotted.split(".")
     if len(parts) != 2:
-        raise VitlabError(f"--set {dotted}: keys look like section.field, e.g. train.lr or model.dim")
+        raise VitlabError("keys look like section.field, e.g. train.lr or model.dim", field=dotted)
     section, name = parts
     if section not in _field_types(cfg):
-        raise VitlabError(f"--set {dotted}: unknown section {section!r} (expected one of model, data, train)")
+        raise VitlabError(f"unknown section {section!r} (expected one of model, data, train)", field=dotted)
     node = getattr(cfg, section)
     types = _field_types(node)
     if name not in types:
-        raise VitlabError(f"--set {dotted}: unknown key {name!r} in {section} (known: {', '.join(types)})")
+        raise VitlabError(f"unknown key {name!r} in {section} (known: {', '.join(types)})", field=dotted)
     setattr(node, name, _coerce(value, types[name], dotted))
 
 
-def apply_mapping(cfg: Config, d: dict[str, Any], origin: str, *, resolve_preset: bool = True) -> None:
-    """Apply a nested mapping (a YAML preset file) onto ``cfg``; ``model.preset`` is expanded first."""
+def apply_mapping(cfg: Config, d: dict[str, Any], origin: str) -> None:
+    """Apply a nested mapping onto ``cfg``, field by field; ``model.preset`` is only a label here (a YAML file that
+    names a preset to expand goes through ``vitlab.models.presets.apply_config_file``)."""
     if not isinstance(d, dict):
         raise VitlabError(f"{origin}: expected a mapping with sections model, data, train")
     for section, values in d.items():
@@ -316,11 +317,6 @@ def apply_mapping(cfg: Config, d: dict[str, Any], origin: str, *, resolve_preset
             raise VitlabError(f"{origin}: unknown section {section!r} (expected model, data, train)")
         if not isinstance(values, dict):
             raise VitlabError(f"{origin}: section {section!r} must be a mapping")
-        values = dict(values)
-        if section == "model" and "preset" in values and resolve_preset:
-            from vitlab.models.presets import preset_config
-
-            cfg.model = preset_config(str(values.pop("preset")))
         for name, value in values.items():
             set_value(cfg, f"{section}.{name}", value)
 
@@ -329,7 +325,7 @@ def parse_set(items: list[str]) -> list[tuple[str, str]]:
     out = []
     for item in items:
         if "=" not in item:
-            raise VitlabError(f"--set {item}: expected key=value, e.g. --set train.lr=3e-4")
+            raise VitlabError("expected key=value, e.g. train.lr=3e-4", field="set", value=item)
         key, value = item.split("=", 1)
         out.append((key.strip(), value.strip()))
     return out
@@ -338,11 +334,11 @@ def parse_set(items: list[str]) -> list[tuple[str, str]]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise VitlabError(f"--config {p}: file not found")
+        raise VitlabError("file not found", field="config", value=p)
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise VitlabError(f"--config {p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise VitlabError(f"not valid YAML ({str(e).splitlines()[0]})", field="config", value=p) from None
     return data or {}
 
 
@@ -467,9 +463,9 @@ def _check_model(m: ModelConfig) -> None:
 
 def _check_train(t: TrainConfig, check_files: bool) -> None:
     if t.epochs is not None and t.epochs <= 0:
-        raise VitlabError(f"--epochs: expected a positive integer, got {t.epochs}")
+        raise VitlabError(f"expected a positive integer, got {t.epochs}", field="train.epochs")
     if t.time_budget is not None and t.time_budget <= 0:
-        raise VitlabError(f"--time-budget: expected a positive number of seconds, got {t.time_budget}")
+        raise VitlabError(f"expected a positive number of seconds, got {t.time_budget}", field="train.time_budget")
     if t.batch_size <= 0:
         raise VitlabError(f"train.batch_size: expected a positive integer, got {t.batch_size}")
     nonnegative = {

@@ -1,6 +1,7 @@
 """``vitlab export``: a checkpoint's model in a portable file.
 
-- safetensors: the weights, with config, classes and normalisation as metadata (vitlab reads it back as a checkpoint).
+- safetensors: vitlab's own second checkpoint format (``vitlab.checkpoint``): weights plus config, classes and
+  normalisation as metadata; vitlab reads it back as a checkpoint.
 - onnx: the inference graph (images -> logits) with a dynamic batch size, via torch.export; runs in onnxruntime.
 - torchscript: a traced graph for C++/LibTorch users (PyTorch deprecates TorchScript; prefer onnx).
 - hf: a Hugging Face ``transformers`` ViT folder; timm: a timm ``vit_*`` state dict with its create_model
@@ -22,61 +23,22 @@ from typing import Any
 
 import torch
 
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from vitlab.config import image_hw, size_label
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_write_bytes, atomic_write_text
-from vitlab.train.checkpoint import FORMAT, load_checkpoint
-
-SAFETENSORS_FORMAT = "vitlab-safetensors-v1"
-METADATA_KEYS = ("config", "classes", "mean", "std")
+from vitlab.checkpoint import save_safetensors
+from vitlab.models.loading import load_checkpoint
 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path) -> Path:
-    """Weights as safetensors; config, class names and normalisation as JSON metadata, so the file alone
-    rebuilds the model (``vitlab.load_checkpoint`` reads it) and loading it can never run code."""
+    """The checkpoint in vitlab's safetensors format (``vitlab.checkpoint.save_safetensors``), which
+    ``vitlab.load_checkpoint`` reads back and whose loading can never run code."""
     model, meta = load_checkpoint(checkpoint)
-    metadata = {
-        "format": SAFETENSORS_FORMAT,
-        "config": json.dumps(meta["config"].to_dict()),
-        "classes": json.dumps(meta["classes"]),
-        "mean": json.dumps(meta["mean"]),
-        "std": json.dumps(meta["std"]),
-        "temperature": json.dumps(float(meta.get("temperature", 1.0))),
-    }
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     out = Path(out)
-    atomic_write_bytes(safetensors_bytes(tensors, metadata=metadata), out)
+    save_safetensors(out, model, meta["config"], meta)
     return out
-
-
-def read_safetensors(path: Path) -> dict[str, Any]:
-    """The same dict as a torch checkpoint (format, config, classes, mean, std, model) from an exported file."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise VitlabError(f"{path}: not a readable safetensors file ({e})") from None
-    if metadata.get("format") != SAFETENSORS_FORMAT:
-        raise VitlabError(
-            f"{path}: a safetensors file without vitlab's metadata (expected one written by 'vitlab export')"
-        )
-    ckpt: dict[str, Any] = {"format": FORMAT, "model": tensors}
-    for key in METADATA_KEYS:
-        if key not in metadata:
-            raise VitlabError(f"{path}: the vitlab metadata has no {key!r} entry")
-        try:
-            ckpt[key] = json.loads(metadata[key])
-        except json.JSONDecodeError as e:
-            raise VitlabError(f"{path}: the metadata entry {key!r} is not valid JSON ({e.msg})") from None
-    try:  # optional: written since vitlab calibrate
-        ckpt["temperature"] = json.loads(metadata.get("temperature", "1.0"))
-    except json.JSONDecodeError:
-        raise VitlabError(f"{path}: the metadata entry 'temperature' is not valid JSON") from None
-    return ckpt
 
 
 def _side_info(meta: dict[str, Any]) -> dict[str, str]:
@@ -98,7 +60,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
 
         importlib.import_module("onnxscript")  # torch.onnx's exporter needs it
     except ImportError:
-        raise VitlabError("--format onnx: needs onnx and onnxscript (pip install 'vitlab[export]')") from None
+        raise VitlabError(
+            "needs onnx and onnxscript (pip install 'vitlab[export]')", field="fmt", value="onnx"
+        ) from None
     model, meta = load_checkpoint(checkpoint)
     example = torch.randn(2, meta["config"].model.in_chans, *image_hw(meta["config"].model.img_size))
     out = Path(out)
@@ -177,7 +141,7 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     config, state = to_hf(meta["config"].model, model.state_dict(), meta["classes"])
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise VitlabError(f"--out {out}: --format hf writes a folder, and this is a file")
+        raise VitlabError("the hf format writes a folder, and this is a file", field="out", value=out)
     out.mkdir(parents=True, exist_ok=True)
     height, width = image_hw(meta["config"].model.img_size)
     preprocessor = {
@@ -229,5 +193,5 @@ EXPORTERS = {
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path) -> Path:
     if fmt not in EXPORTERS:
-        raise VitlabError(f"--format {fmt}: supported formats: {', '.join(EXPORTERS)}")
+        raise VitlabError(f"supported formats: {', '.join(EXPORTERS)}", field="fmt", value=fmt)
     return EXPORTERS[fmt](checkpoint, out)

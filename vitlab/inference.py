@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from vitlab.analysis.attention import attention_overlays
+from vitlab.models.attention import attention_overlays
 from vitlab.config import Config
 from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import Split
 from vitlab.data.images import read_image
 from vitlab.device import resolve_device
 from vitlab.models.vit import VisionTransformer
-from vitlab.train.checkpoint import load_checkpoint
+from vitlab.models.loading import load_checkpoint
 from vitlab.train.evaluate import logit_scores, predict_logits
 from vitlab.train.step import infer_chunk_size
 

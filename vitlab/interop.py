@@ -27,7 +27,7 @@ def check_exportable(cfg: ModelConfig, target: str, pools: tuple[str, ...] = ("c
     if cfg.pool not in pools:
         reasons.append(f"{cfg.pool} pooling (model.pool={cfg.pool}); {target} supports {' or '.join(pools)}")
     if reasons:
-        raise VitlabError(f"--format: this model cannot be expressed as a {target} ViT: {'; '.join(reasons)}")
+        raise VitlabError(f"this model cannot be expressed as a {target} ViT: {'; '.join(reasons)}", field="fmt")
 
 
 def conv_patch_weight(cfg: ModelConfig, weight: torch.Tensor) -> torch.Tensor:
@@ -89,7 +89,9 @@ def to_timm(cfg: ModelConfig) -> dict:
     if int(cfg.dim * ratio) != cfg.mlp_dim:  # timm builds int(dim * mlp_ratio): nudge the float up past rounding
         ratio = math.nextafter(ratio, math.inf)
     if int(cfg.dim * ratio) != cfg.mlp_dim:
-        raise VitlabError(f"--format timm: timm cannot build an MLP of {cfg.mlp_dim} units for dim {cfg.dim}")
+        raise VitlabError(
+            f"timm cannot build an MLP of {cfg.mlp_dim} units for dim {cfg.dim}", field="fmt", value="timm"
+        )
     return {
         "img_size": cfg.img_size,
         "patch_size": cfg.patch_size,

@@ -30,13 +30,13 @@ def collect_images(paths: list[str]) -> list[Path]:
 
 
 def refuse_overwriting_inputs(out: Path, inputs: list[Path]) -> None:
-    """``--out`` must not name the checkpoint or an image being read (links resolved)."""
+    """``out`` must not name the checkpoint or an image being read (links resolved)."""
     if out.is_dir():
-        raise VitlabError(f"--out {out}: is a folder; expected a CSV file name")
+        raise VitlabError("is a folder; expected a CSV file name", field="out", value=out)
     target = os.path.realpath(out)  # (unlike Path.resolve, never raises on a symlink loop)
     for p in inputs:
         if os.path.realpath(p) == target:
-            raise VitlabError(f"--out {out}: is one of the inputs ({p}); choose another file name")
+            raise VitlabError(f"is one of the inputs ({p}); choose another file name", field="out", value=out)
 
 
 def read_images(clf: Classifier, files: list[Path]) -> tuple[torch.Tensor, list[Path]]:
@@ -90,7 +90,7 @@ def predict(
     ``tta``: test-time augmentation (none, flip, full); None: the checkpoint's ``train.tta``."""
     clf = Classifier.from_checkpoint(checkpoint, device, batch_size=batch_size, tta=tta)
     if not 1 <= top_k <= len(clf.classes):
-        raise VitlabError(f"--top-k: expected 1 to {len(clf.classes)} (the number of classes), got {top_k}")
+        raise VitlabError(f"expected 1 to {len(clf.classes)} (the number of classes), got {top_k}", field="top_k")
     files = collect_images(paths)
     if not files:
         raise VitlabError(f"no image files found in {' '.join(paths)}")

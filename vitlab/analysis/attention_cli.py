@@ -63,9 +63,11 @@ def explain_files(
     class) per readable image."""
     clf = Classifier.from_checkpoint(checkpoint, device)
     if class_name is not None and class_name not in clf.classes:
-        raise VitlabError(f"--class {class_name}: not one of the model's classes ({', '.join(clf.classes)})")
+        raise VitlabError(
+            f"not one of the model's classes ({', '.join(clf.classes)})", field="class_name", value=class_name
+        )
     if not 0.0 <= discard < 1.0:
-        raise VitlabError(f"--discard: expected a share in [0, 1), got {discard}")
+        raise VitlabError(f"expected a share in [0, 1), got {discard}", field="discard")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for f, img in readable_images(clf, paths):

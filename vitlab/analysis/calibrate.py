@@ -13,7 +13,7 @@ from vitlab.analysis.metrics import calibration_bins, expected_calibration_error
 from vitlab.data.dataset import load_data
 from vitlab.errors import VitlabError
 from vitlab.inference import Classifier
-from vitlab.train.checkpoint import save_checkpoint
+from vitlab.checkpoint import save_checkpoint
 
 # Checkpoint entries that only resuming a run needs (or that save_checkpoint writes itself).
 TRAINING_STATE = ("format", "config", "model", "optimizer", "rng", "rng_ranks", "epoch_state", "ema", "grad_scaler")
@@ -45,7 +45,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, *, data: str | None = Non
     ``out``; returns T and the validation NLL and ECE before and after."""
     checkpoint, out = Path(checkpoint), Path(out)
     if out.resolve() == checkpoint.resolve():
-        raise VitlabError(f"--out {out}: is the input checkpoint; calibration writes a new file")
+        raise VitlabError("is the input checkpoint; calibration writes a new file", field="out", value=out)
     # Fitted on the logits the checkpoint will be used with: its own test-time augmentation (which averages
     # logits over views and so changes their scale) included.
     clf = Classifier.from_checkpoint(checkpoint, device)
@@ -54,10 +54,12 @@ def calibrate(checkpoint: str | Path, out: str | Path, *, data: str | None = Non
     if ds.val is None:
         raise VitlabError(
             f"{checkpoint}: its data has no validation split to fit the temperature on (the run used "
-            "data.val_fraction=0); pass --data with a val/ folder, or train with a hold-out"
+            "data.val_fraction=0); use a data source with a val/ folder, or train with a hold-out"
         )
     if ds.classes != clf.classes:
-        raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {clf.classes[:5]}...")
+        raise VitlabError(
+            f"its classes {ds.classes[:5]}... differ from the checkpoint's {clf.classes[:5]}...", field="data"
+        )
     clf.temperature = 1.0
     logits = clf.logits(ds.val.images)
     t = fit_temperature(logits, ds.val.labels)

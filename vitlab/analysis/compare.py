@@ -93,7 +93,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     _unique_names(runs)
     out = Path(out)
     if out.is_dir():
-        raise VitlabError(f"--out {out}: is a folder; expected an HTML file name")
+        raise VitlabError("is a folder; expected an HTML file name", field="out", value=out)
     png = out.with_name(f".{out.name}.curves.png")
     try:
         figures.compare_curves([(r["name"], r["records"]) for r in runs], png)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from vitlab.analysis.attention import attention_rollout, last_layer_cls_attention, pooled_row, to_heatmap
+from vitlab.models.attention import attention_rollout, last_layer_cls_attention, pooled_row, to_heatmap
 from vitlab.models.vit import VisionTransformer
 
 METHODS = ("attention", "rollout", "grad-rollout", "gradcam")

@@ -19,8 +19,9 @@ from vitlab.analysis import figures
 from vitlab.analysis.explain import explain
 from vitlab.analysis.metrics import classification_metrics, confusion, most_confused, per_class_scores
 from vitlab.config import ImageSize
-from vitlab.data.dataset import ImageData, Split, load_data, take
+from vitlab.data.dataset import ImageData, Split, load_data
 from vitlab.data.folder import decode_files, scan_split
+from vitlab.data.source import image_source
 from vitlab.errors import VitlabError
 from vitlab.inference import Classifier
 from vitlab.io import atomic_write_text, csv_text, read_jsonl, staged_folder
@@ -45,15 +46,15 @@ def load_extra_test(spec: str, classes: list[str], size: ImageSize) -> tuple[str
     """``NAME=PATH``: an ImageFolder split (``PATH/<class>/*`` or ``PATH/test/<class>/*``) of any image sizes."""
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
-        raise VitlabError(f"--extra-test {spec}: expected NAME=PATH, e.g. --extra-test photos=./my_photos")
+        raise VitlabError("expected NAME=PATH, e.g. photos=./my_photos", field="extra_tests", value=spec)
     root = Path(path)
     split_dir = root / "test" if (root / "test").is_dir() else root
     if not split_dir.is_dir():
-        raise VitlabError(f"--extra-test {spec}: folder {root} not found")
+        raise VitlabError(f"folder {root} not found", field="extra_tests", value=spec)
     files, labels, _ = scan_split(split_dir, classes)
     images, kept, skipped = decode_files(files, size, strict=False, desc=f"decoding {name}")
     if not kept:
-        raise VitlabError(f"--extra-test {spec}: none of the {len(files)} images could be read")
+        raise VitlabError(f"none of the {len(files)} images could be read", field="extra_tests", value=spec)
     return name, Split(images, torch.tensor(labels)[kept]), skipped
 
 
@@ -73,7 +74,7 @@ def _attention_rows(clf: Classifier, images, labels, preds, conf, max_classes: i
                 picks.append((i, f"{classes[c]}: {word}\npred {classes[preds[i]]} {conf[i]:.0%}"))
     if not picks:
         return []
-    chosen = take(images, torch.tensor([i for i, _ in picks]))
+    chosen = image_source(images).gather(torch.tensor([i for i, _ in picks]))
     _, heat = clf.attention(chosen)
     # The class-specific view: gradient-weighted rollout (Chefer et al., 2021) of the predicted class.
     _, grad = explain(clf.model, clf.transform(chosen.to(clf.device)), "grad-rollout")
@@ -121,7 +122,9 @@ def build_report(
             dataclasses.replace(cfg.data, source=data or cfg.data.source), cfg.model.img_size, cfg.train.seed
         )
         if ds.classes != classes:
-            raise VitlabError(f"--data: its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...")
+            raise VitlabError(
+                f"its classes {ds.classes[:5]}... differ from the checkpoint's {classes[:5]}...", field="data"
+            )
         columns, test_logits, test_emb, skipped = _score_columns(clf, ds, extra_tests, train_sample)
         labels = ds.test.labels.numpy()
         preds = test_logits.argmax(1)
@@ -212,7 +215,7 @@ def _figures(
     worst = wrong[conf[wrong].argsort(descending=True)[:24]]
     if len(worst):
         figs["misclassified"] = figures.image_grid(
-            [_hwc(img) for img in take(test.images, worst)],
+            [_hwc(img) for img in image_source(test.images).gather(worst)],
             [f"true {classes[test.labels[i]]}\npred {classes[preds[i]]} {conf[i]:.0%}" for i in worst],
             out / "misclassified.png",
             "Most confidently wrong test images",

@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
@@ -14,7 +14,8 @@ from vitlab.config import DataConfig, ImageSize, size_label
 from vitlab.data.cifar import DATASETS, load_cifar
 from vitlab.data.folder import load_image_folder
 from vitlab.data.splits import stratified_holdout
-from vitlab.data.stream import FileImages, image_channel_sums
+from vitlab.data.source import image_source
+from vitlab.data.stream import FileImages
 
 
 @dataclass
@@ -46,49 +47,11 @@ def cache_dir(cfg: DataConfig) -> Path:
 def channel_stats(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images scaled to [0, 1], from per-image sums (chunked in memory;
     recorded by the scan for images on disk), so both storage paths get the same numbers."""
-    if isinstance(images, FileImages):
-        sums, squares = images.sums, images.squares
-    else:
-        parts = [image_channel_sums(chunk) for chunk in images.split(4096)]
-        sums, squares = torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
+    sums, squares = image_source(images).channel_sums()
     count = images.shape[0] * images.shape[2] * images.shape[3]
     mean = sums.sum(0) / count
     std = (squares.sum(0) / count - mean**2).clamp_min(1e-12).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def take(images: torch.Tensor | FileImages, idx: torch.Tensor) -> torch.Tensor:
-    """The uint8 images at ``idx`` as a tensor, whichever the storage."""
-    return images[idx].load() if isinstance(images, FileImages) else images[idx]
-
-
-def iterate_batches(
-    images: torch.Tensor | FileImages, batches: list[torch.Tensor], device: torch.device
-) -> Iterator[torch.Tensor]:
-    """The uint8 batches at ``batches`` (index tensors) on ``device``: gathered from memory, or decoded ahead by
-    DataLoader workers for images on disk."""
-    if isinstance(images, FileImages):
-        yield from images.load_batches(batches, device)
-        return
-    for idx in batches:
-        yield images[idx.to(images.device, non_blocking=True)].to(device, non_blocking=True)
-
-
-def place_images(
-    images: torch.Tensor | FileImages, device: torch.device, memory_share: float
-) -> torch.Tensor | FileImages:
-    """The training images where batches are gathered from: on the device when they fit in ``memory_share`` of
-    its memory (GPU-resident, no transfers), else in pinned host memory (each batch copied asynchronously);
-    images on disk stay there."""
-    if isinstance(images, FileImages) or device.type != "cuda":
-        return images.to(device)
-    if images.nbytes > memory_share * torch.cuda.get_device_properties(device).total_memory:
-        print(
-            f"data: {images.nbytes / 1e9:.1f} GB of images kept in pinned host memory (over "
-            f"data.memory_share={memory_share:g} of the GPU's); batches are copied as they are used"
-        )
-        return images.pin_memory()
-    return images.to(device)
 
 
 def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool = True) -> ImageData:
@@ -110,7 +73,7 @@ def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool 
             memory_share=cfg.memory_share,
             workers=cfg.workers,
         )
-    splits = raw["splits"]
+    splits = raw.splits
     train = Split(*splits["train"])
     val, val_source = None, "none"
     if "val" in splits:
@@ -126,15 +89,15 @@ def load_data(cfg: DataConfig, img_size: ImageSize, seed: int, *, verbose: bool 
     if cfg.mean is not None and cfg.std is not None:  # e.g. the normalisation pretrained weights were trained with
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     data = ImageData(
-        classes=raw["classes"],
+        classes=raw.classes,
         train=train,
         test=Split(*splits["test"]),
         val=val,
         mean=mean,
         std=std,
-        skipped=raw["skipped"],
+        skipped=raw.skipped,
         val_source=val_source,
-        storage=raw.get("storage", "memory"),
+        storage=raw.storage,
     )
     if verbose:
         print(
@@ -166,21 +129,3 @@ def _storage_text(data: ImageData, cfg: DataConfig) -> str:
         )
         return f"streamed from disk, decoded at {size} px by {workers} DataLoader worker processes ({why})"
     return f"held in memory as uint8 at {size} px ({mb:,.0f} MB), augmented in batches on the device"
-
-
-def epoch_order(
-    n: int, *, generator: torch.Generator | None = None, weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The order of one epoch over ``n`` items: as stored without a generator, shuffled with one, or drawn
-    with replacement in proportion to ``weights`` (class balancing)."""
-    if weights is not None:
-        return torch.multinomial(weights, n, replacement=True, generator=generator)
-    if generator is not None:
-        return torch.randperm(n, generator=generator)
-    return torch.arange(n)
-
-
-def balanced_weights(labels: torch.Tensor) -> torch.Tensor:
-    """1 / class size for every item, as the seed's ``make_weights`` for its WeightedRandomSampler."""
-    counts = torch.bincount(labels).double()
-    return 1.0 / counts[labels]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from vitlab.config import ImageSize, image_hw, parse_image_size, size_label
 from vitlab.data.images import ImageError, display_path, is_image_file, read_image
+from vitlab.data.source import SourceData
 from vitlab.data.stream import FileImages, default_workers, scan_files
 from vitlab.errors import VitlabError
 from vitlab.io import atomic_torch_save, safe_torch_load
@@ -32,7 +33,9 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     """Image files and labels of one split. ``classes`` fixes the label order (taken from train/)."""
     if not split_dir.is_dir():
         raise VitlabError(
-            f"--data {split_dir.parent}: expected a folder {split_dir.name}/ with one sub-folder per class"
+            f"expected a folder {split_dir.name}/ with one sub-folder per class",
+            field="data.source",
+            value=split_dir.parent,
         )
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     for name in found:
@@ -137,8 +140,8 @@ def load_image_folder(
     storage: str = "auto",
     memory_share: float = 0.5,
     workers: int = 0,
-) -> dict:
-    """``{"classes", "splits": {name: (images, labels)}, "skipped", "storage"}`` for an ImageFolder root.
+) -> SourceData:
+    """The classes, splits (train, test, val when present), skipped files and storage of an ImageFolder root.
 
     ``storage`` "memory": the images decoded once into uint8 tensors, cached under ``cache_dir`` (keyed by the
     root's path, the size and every file's size and mtime), so a second run starts in seconds. "disk": the
@@ -147,7 +150,9 @@ def load_image_folder(
     than ``memory_share`` of the machine's RAM.
     """
     if not root.is_dir():
-        raise VitlabError(f"--data {root}: folder not found (expected an ImageFolder root with train/ and test/)")
+        raise VitlabError(
+            "folder not found (expected an ImageFolder root with train/ and test/)", field="data.source", value=root
+        )
     files_train, labels_train, classes = scan_split(root / "train")
     if len(classes) < 2:
         raise VitlabError(f"{root / 'train'}: found one class ({classes[0]}); classification needs at least two")
@@ -175,16 +180,15 @@ def load_image_folder(
     cache_file = cache_dir / "folders" / f"{root.resolve().name}-{size_label(size)}px-{key}.pt"
     cached = _read_cache(cache_file, list(listing), len(classes), (3, *image_hw(size)))
     if cached is not None:
-        return {**cached, "classes": classes, "storage": "memory"}
+        return SourceData(classes, cached["splits"], cached["skipped"], "memory")
 
     splits, skipped = {}, []
     for name, (files, labels) in listing.items():
         images, kept, bad = decode_files(files, size, strict=strict, desc=f"decoding {root.name}/{name}")
         splits[name] = (images, torch.tensor(labels, dtype=torch.long)[kept])
         skipped += bad
-    data = {"classes": classes, "splits": splits, "skipped": skipped}
-    _write_cache({**data, "checksum": _digest(splits)}, cache_file)
-    return {**data, "storage": "memory"}
+    _write_cache({"classes": classes, "splits": splits, "skipped": skipped, "checksum": _digest(splits)}, cache_file)
+    return SourceData(classes, splits, skipped, "memory")
 
 
 def _digest(splits: dict[str, tuple]) -> str:
@@ -266,7 +270,7 @@ def _write_cache(data: dict, path: Path) -> None:
 
 def _file_index(
     root: Path, size: ImageSize, listing: dict, classes: list[str], index_file: Path, *, strict: bool, workers: int
-) -> dict:
+) -> SourceData:
     """The streamed form: per split the readable files (``FileImages``) and labels; the scan is cached."""
     index = _read_cache(index_file, list(listing), len(classes), None)
     if index is None:
@@ -289,4 +293,4 @@ def _file_index(
         name: (FileImages([root / f for f in rel], size, sums, squares, workers), labels)
         for name, (rel, labels, sums, squares) in index["splits"].items()
     }
-    return {"classes": classes, "splits": splits, "skipped": index["skipped"], "storage": "disk"}
+    return SourceData(classes, splits, index["skipped"], "disk")

@@ -2,7 +2,8 @@
 
 ``FileImages`` stands in for the (N, 3, S, S) uint8 tensor of the in-memory path wherever vitlab uses one: it
 has a length and a shape, an index tensor selects a subset (the validation hold-out), ``split(n)`` gives
-sequential batches (evaluation) and ``load_batches`` the training batches in the epoch's order. Each image
+sequential batches (evaluation), and it implements the ``ImageSource`` protocol the loader reads
+(vitlab/data/source.py): ``batches`` gives the training batches in the epoch's order. Each image
 goes through the same ``read_image`` as the in-memory cache, so both paths feed the model the same uint8
 pixels, and the same batched augmentation on the device follows.
 """
@@ -106,10 +107,16 @@ class FileImages:
             [self.files[i] for i in idx.tolist()], self.size, self.sums[idx], self.squares[idx], self.workers
         )
 
-    def to(self, device: torch.device | str) -> "FileImages":
+    def placed(self, device: torch.device, memory_share: float) -> "FileImages":
         return self  # the images stay on disk; each batch moves to the device when it is loaded
 
-    def load_batches(self, batches: Sequence[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        return self[idx].load()
+
+    def channel_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sums, self.squares  # recorded by the scan
+
+    def batches(self, batches: Sequence[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
         """The uint8 batches at ``batches`` (index tensors), in order, decoded ahead by the workers."""
         loader = DataLoader(
             _Files(self.files, self.size),
@@ -133,4 +140,4 @@ class FileImages:
 
     def split(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Sequential uint8 batches on the CPU (evaluation)."""
-        return self.load_batches(torch.arange(len(self)).split(batch_size), torch.device("cpu"))
+        return self.batches(torch.arange(len(self)).split(batch_size), torch.device("cpu"))

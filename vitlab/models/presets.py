@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from vitlab.config import ModelConfig
+from typing import Any
+
+from vitlab.config import Config, ModelConfig, apply_mapping
 from vitlab.errors import VitlabError
 
 # (dim, depth, heads, mlp_dim) of the paper's sizes; Ti and S are from DeiT (Touvron et al., 2021).
@@ -47,9 +49,11 @@ def preset_config(name: str) -> ModelConfig:
         return dataclasses.replace(ModelConfig(), preset=name, dropout=0.0, attn_proj=True, **VARIANTS[name])
     base, _, patch = name.partition("/")
     if base not in PAPER_SIZES:
-        raise VitlabError(f"--model {name}: unknown preset (known: {', '.join(available_presets())})")
+        raise VitlabError(f"unknown preset (known: {', '.join(available_presets())})", field="model.preset", value=name)
     if patch and not patch.isdigit():
-        raise VitlabError(f"--model {name}: the patch size after '/' must be an integer, e.g. {base}/4")
+        raise VitlabError(
+            f"the patch size after '/' must be an integer, e.g. {base}/4", field="model.preset", value=name
+        )
     patch_size = int(patch) if patch else 16
     dim, depth, heads, mlp_dim = PAPER_SIZES[base]
     return dataclasses.replace(
@@ -64,3 +68,13 @@ def preset_config(name: str) -> ModelConfig:
         dropout=0.0,
         attn_proj=True,
     )
+
+
+def apply_config_file(cfg: Config, d: dict[str, Any], origin: str) -> None:
+    """Apply a YAML config file's mapping (a preset from configs/) onto ``cfg``: a ``model.preset`` it names is
+    expanded first, then every field it sets is applied over it."""
+    model = d.get("model") if isinstance(d, dict) else None
+    if isinstance(model, dict) and "preset" in model:
+        cfg.model = preset_config(str(model["preset"]))
+        d = {**d, "model": {k: v for k, v in model.items() if k != "preset"}}
+    apply_mapping(cfg, d, origin)

@@ -29,11 +29,13 @@ from vitlab.config import ModelConfig, image_hw, parse_image_size, validate_mode
 from vitlab.errors import VitlabError
 from vitlab.io import safe_torch_load
 from vitlab.models.vit import check_weights, token_grid
-from vitlab.train.checkpoint import FORMAT as CHECKPOINT_FORMAT, check_checkpoint
+from vitlab.checkpoint import FORMAT as CHECKPOINT_FORMAT, SAFETENSORS_FORMAT, check_checkpoint, read_safetensors
 
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
 PAPER_HEADS = {(192, 12): 3, (384, 12): 6, (768, 12): 12, (1024, 24): 16, (1280, 32): 16}
 HALF = (0.5, 0.5, 0.5)
+# The field that errors about pretrained weights name, with the file, folder or timm name at fault as its value.
+WEIGHTS = "train.init_weights"
 # A Hugging Face ViTLayer's sub-module names (under encoder.layer.N.) -> vitlab's (under blocks.N.), for the layers
 # that map one to one (query/key/value are fused into qkv apart).
 HF_LAYER_NAMES = {
@@ -64,12 +66,14 @@ def load_pretrained(source: str, heads: int | None = None) -> Pretrained:
     try:
         pre = _load_pretrained(source, heads)
     except KeyError as e:
-        raise VitlabError(f"--weights {source}: no entry {e} (not the layout these weights should have)") from None
+        raise VitlabError(
+            f"no entry {e} (not the layout these weights should have)", field=WEIGHTS, value=source
+        ) from None
     try:
         validate_model(pre.config)
     except VitlabError as e:
-        raise VitlabError(f"--weights {source}: the architecture they describe: {e}") from None
-    check_weights(pre.state, pre.config, f"--weights {source}", partial=True)
+        raise VitlabError(f"the architecture they describe: {e}", field=WEIGHTS, value=source) from None
+    check_weights(pre.state, pre.config, source, partial=True, field=WEIGHTS)
     return pre
 
 
@@ -79,8 +83,10 @@ def _load_pretrained(source: str, heads: int | None) -> Pretrained:
     path = Path(source)
     if not path.exists():
         raise VitlabError(
-            f"--weights {source}: no such file or directory (expected a timm .safetensors/.pth/.bin "
-            "file, a Hugging Face model directory, an original .npz, or timm:MODEL_NAME)"
+            "no such file or directory (expected a timm .safetensors/.pth/.bin file, a Hugging Face model "
+            "directory, an original .npz, or timm:MODEL_NAME)",
+            field=WEIGHTS,
+            value=source,
         )
     if path.is_dir():
         return _from_hf_dir(path)
@@ -89,10 +95,13 @@ def _load_pretrained(source: str, heads: int | None) -> Pretrained:
     raw = _read_weights_file(path)
     if raw.get("format") == CHECKPOINT_FORMAT:  # written by vitlab train / vitlab export
         cfg = check_checkpoint(raw, path).model
+        check_weights(raw.get("model"), cfg, str(path))
         return Pretrained(cfg, raw["model"], tuple(raw["mean"]), tuple(raw["std"]), str(path))
     state = _state_dict(raw, path)
     if any(k.startswith(("vit.", "embeddings.")) for k in state):
-        raise VitlabError(f"--weights {path}: a Hugging Face checkpoint; pass its directory (with config.json) instead")
+        raise VitlabError(
+            "a Hugging Face checkpoint; pass its directory (with config.json) instead", field=WEIGHTS, value=path
+        )
     exported = _timm_export_metadata(path)  # a file written by vitlab export --format timm knows more
     pre = _from_timm_state(state, heads, source=str(path), img_size=exported.get("img_size"))
     if exported:
@@ -122,7 +131,7 @@ def _timm_export_metadata(path: Path) -> dict[str, Any]:
         }
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
         raise VitlabError(
-            f"--weights {path}: its timm-export metadata is malformed ({type(e).__name__}: {e})"
+            f"its timm-export metadata is malformed ({type(e).__name__}: {e})", field=WEIGHTS, value=path
         ) from None
     return out
 
@@ -132,11 +141,9 @@ def _read_weights_file(path: Path) -> dict[str, Any]:
     if path.suffix != ".safetensors":
         raw = safe_torch_load(path)  # weights_only
         if not isinstance(raw, dict):
-            raise VitlabError(f"--weights {path}: expected a state dict of tensors")
+            raise VitlabError("expected a state dict of tensors", field=WEIGHTS, value=path)
         return raw
     from safetensors import SafetensorError, safe_open
-
-    from vitlab.export import SAFETENSORS_FORMAT, read_safetensors
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -144,7 +151,7 @@ def _read_weights_file(path: Path) -> dict[str, Any]:
                 return read_safetensors(path)
             return {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise VitlabError(f"--weights {path}: not a readable safetensors file ({e})") from None
+        raise VitlabError(f"not a readable safetensors file ({e})", field=WEIGHTS, value=path) from None
 
 
 def _state_dict(raw: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
@@ -153,7 +160,7 @@ def _state_dict(raw: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state.get(key), dict):
             state = state[key]
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VitlabError(f"--weights {path}: expected a state dict of tensors")
+        raise VitlabError("expected a state dict of tensors", field=WEIGHTS, value=path)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -192,33 +199,34 @@ def _grid(tokens: int, prefix: int, source: str, img_size: Any = None, patch: in
     """(rows, columns) of a position embedding: from the image size the weights declare, else a square."""
     if img_size is not None:
         if isinstance(patch, bool) or not isinstance(patch, int) or patch <= 0:
-            raise VitlabError(f"--weights {source}: expected a positive patch size, got {patch!r}")
-        h, w = image_hw(parse_image_size(img_size, f"--weights {source}: image size"))
+            raise VitlabError(f"expected a positive patch size, got {patch!r}", field=WEIGHTS, value=source)
+        try:
+            h, w = image_hw(parse_image_size(img_size, "image size"))
+        except VitlabError as e:
+            raise VitlabError(str(e), field=WEIGHTS, value=source) from None
         grid = (h // patch, w // patch)
     else:
         side = int(round((tokens - prefix) ** 0.5))
         grid = (side, side)
     if grid[0] * grid[1] + prefix != tokens:
         raise VitlabError(
-            f"--weights {source}: a position embedding of {tokens} tokens is not a "
-            f"{grid[0]} x {grid[1]} grid{' plus a class token' if prefix else ''}"
+            f"a position embedding of {tokens} tokens is not a "
+            f"{grid[0]} x {grid[1]} grid{' plus a class token' if prefix else ''}",
+            field=WEIGHTS,
+            value=source,
         )
     return grid
 
 
-def _from_timm_state(
-    sd: dict[str, torch.Tensor],
-    heads: int | None,
-    source: str,
-    mean: tuple[float, ...] = HALF,
-    std: tuple[float, ...] = HALF,
-    img_size: Any = None,
-) -> Pretrained:
+def _check_timm_state(sd: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse, in one line, a timm state dict that is no plain ViT with a class token (what vitlab's ViT is)."""
     if "patch_embed.proj.weight" not in sd:
         hint = (
             " (a hybrid timm ViT with a ResNet stem is not supported)" if "patch_embed.backbone" in " ".join(sd) else ""
         )
-        raise VitlabError(f"--weights {source}: not a timm vit_* state dict (no patch_embed.proj.weight){hint}")
+        raise VitlabError(
+            f"not a timm vit_* state dict (no patch_embed.proj.weight){hint}", field=WEIGHTS, value=source
+        )
     unsupported = {
         "reg_token": "register tokens",
         ".ls1.": "layer scale",
@@ -229,9 +237,22 @@ def _from_timm_state(
     }
     for marker, what in unsupported.items():
         if any(marker in k for k in sd):
-            raise VitlabError(f"--weights {source}: this timm ViT uses {what}, which vitlab's ViT does not have")
+            raise VitlabError(
+                f"this timm ViT uses {what}, which vitlab's ViT does not have", field=WEIGHTS, value=source
+            )
     if "cls_token" not in sd:
-        raise VitlabError(f"--weights {source}: a timm ViT without a class token is not supported")
+        raise VitlabError("a timm ViT without a class token is not supported", field=WEIGHTS, value=source)
+
+
+def _from_timm_state(
+    sd: dict[str, torch.Tensor],
+    heads: int | None,
+    source: str,
+    mean: tuple[float, ...] = HALF,
+    std: tuple[float, ...] = HALF,
+    img_size: Any = None,
+) -> Pretrained:
+    _check_timm_state(sd, source)
     conv = sd["patch_embed.proj.weight"]  # (D, C, p, p)
     dim, in_chans, patch = conv.shape[0], conv.shape[1], conv.shape[2]
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
@@ -280,31 +301,36 @@ def _from_timm_state(
 
 def _from_timm_hub(name: str) -> Pretrained:
     """Download through timm (its Hugging Face hub cache makes a second call work offline)."""
+    source = f"timm:{name}"
     try:
         import timm
     except ImportError:
-        raise VitlabError(f"--weights timm:{name}: needs timm (pip install 'vitlab[timm]')") from None
+        raise VitlabError("needs timm (pip install 'vitlab[timm]')", field=WEIGHTS, value=source) from None
     try:
         model = timm.create_model(name, pretrained=True)
     except RuntimeError as e:
         if "Unknown model" in str(e):
-            raise VitlabError(f"--weights timm:{name}: timm has no model of that name") from None
+            raise VitlabError("timm has no model of that name", field=WEIGHTS, value=source) from None
         raise VitlabError(
-            f"--weights timm:{name}: could not get the weights ({str(e).splitlines()[0]}); "
-            "offline, download them on a connected machine and pass the file instead"
+            f"could not get the weights ({str(e).splitlines()[0]}); "
+            "offline, download them on a connected machine and pass the file instead",
+            field=WEIGHTS,
+            value=source,
         ) from None
     except Exception as e:  # network and hub errors come in many types
         raise VitlabError(
-            f"--weights timm:{name}: could not download the weights ({type(e).__name__}); offline, "
+            f"could not download the weights ({type(e).__name__}); offline, "
             "save model.state_dict() of timm.create_model(name, pretrained=True) on a connected "
-            "machine and pass that file to --weights"
+            "machine and pass that file instead",
+            field=WEIGHTS,
+            value=source,
         ) from None
     cfg = model.pretrained_cfg
     heads = model.blocks[0].attn.num_heads
     return _from_timm_state(
         model.state_dict(),
         heads,
-        f"timm:{name}",
+        source,
         tuple(cfg.get("mean", HALF)),
         tuple(cfg.get("std", HALF)),
         img_size=list(model.patch_embed.img_size),
@@ -315,21 +341,23 @@ def _from_hf_dir(path: Path) -> Pretrained:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise VitlabError(
-            f"--weights {path}: a directory without config.json (expected a Hugging Face ViT model directory)"
+            "a directory without config.json (expected a Hugging Face ViT model directory)", field=WEIGHTS, value=path
         )
     try:
         c = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VitlabError(f"--weights {config_file}: not valid JSON ({e})") from None
+        raise VitlabError(f"not valid JSON ({e})", field=WEIGHTS, value=config_file) from None
     if not isinstance(c, dict):
-        raise VitlabError(f"--weights {config_file}: expected a JSON object")
+        raise VitlabError("expected a JSON object", field=WEIGHTS, value=config_file)
     if c.get("model_type") != "vit":
-        raise VitlabError(f"--weights {path}: config.json describes model_type {c.get('model_type')!r}; expected 'vit'")
+        raise VitlabError(
+            f"config.json describes model_type {c.get('model_type')!r}; expected 'vit'", field=WEIGHTS, value=path
+        )
     if c.get("hidden_act", "gelu") != "gelu":
-        raise VitlabError(f"--weights {path}: hidden_act {c['hidden_act']!r}; vitlab's ViT uses exact GELU")
+        raise VitlabError(f"hidden_act {c['hidden_act']!r}; vitlab's ViT uses exact GELU", field=WEIGHTS, value=path)
     weights = next((path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()), None)
     if weights is None:
-        raise VitlabError(f"--weights {path}: no model.safetensors or pytorch_model.bin in the directory")
+        raise VitlabError("no model.safetensors or pytorch_model.bin in the directory", field=WEIGHTS, value=path)
     sd = {k.removeprefix("vit."): v for k, v in _state_dict(_read_weights_file(weights), weights).items()}
     dim, depth = c["hidden_size"], c["num_hidden_layers"]
     patch, e = c["patch_size"], "embeddings."
@@ -383,8 +411,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             declared = sum(m.file_size for m in members)
             if declared > limit:
                 raise VitlabError(
-                    f"--weights {path}: its arrays declare {declared:,} bytes, over the {limit:,} "
-                    f"a {path.stat().st_size:,}-byte file can hold (a zip bomb?)"
+                    f"its arrays declare {declared:,} bytes, over the {limit:,} "
+                    f"a {path.stat().st_size:,}-byte file can hold (a zip bomb?)",
+                    field=WEIGHTS,
+                    value=path,
                 )
             for m in members:
                 with z.open(m) as f:
@@ -394,11 +424,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                     )
                     shape, _, dtype = read_header(f)
                 if dtype.hasobject or math.prod(shape) * dtype.itemsize > m.file_size:
-                    raise VitlabError(f"--weights {path}: array {m.filename} declares more data than it holds")
+                    raise VitlabError(f"array {m.filename} declares more data than it holds", field=WEIGHTS, value=path)
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
-        raise VitlabError(f"--weights {path}: not a readable .npz ({e})") from None
+        raise VitlabError(f"not a readable .npz ({e})", field=WEIGHTS, value=path) from None
 
 
 def _from_npz(path: Path) -> Pretrained:
@@ -407,12 +437,13 @@ def _from_npz(path: Path) -> Pretrained:
     prefix = next((p for p in ("", "opt/target/", "params/") if f"{p}embedding/kernel" in w), None)
     if prefix is None:
         raise VitlabError(
-            f"--weights {path}: no embedding/kernel (expected the original vision_transformer .npz layout)"
+            "no embedding/kernel (expected the original vision_transformer .npz layout)", field=WEIGHTS, value=path
         )
     if f"{prefix}Transformer/encoderblock_0/LayerNorm_0/scale" not in w:
         raise VitlabError(
-            f"--weights {path}: expected per-block keys Transformer/encoderblock_N/... "
-            "(the original vision_transformer layout)"
+            "expected per-block keys Transformer/encoderblock_N/... (the original vision_transformer layout)",
+            field=WEIGHTS,
+            value=path,
         )
 
     def t(key: str) -> torch.Tensor:
@@ -541,6 +572,8 @@ def apply_pretrained(model: torch.nn.Module, pre: Pretrained) -> None:
     missing = [k for k in missing if not k.startswith("head.")]
     if missing or unexpected:
         raise VitlabError(
-            f"--weights {pre.source}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            field=WEIGHTS,
+            value=pre.source,
         )
     model.reset_classifier(model.cfg.num_classes)

@@ -361,22 +361,28 @@ class VisionTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def check_weights(weights: object, cfg: ModelConfig, where: str, *, partial: bool = False) -> None:
+def check_weights(
+    weights: object, cfg: ModelConfig, where: str, *, partial: bool = False, field: str | None = None
+) -> None:
     """Refuse, in one line naming ``where``, weights that are not a mapping of tensors with exactly the names and
-    shapes ``cfg``'s model has (a subset with ``partial``): checked on the meta device, before any allocation."""
+    shapes ``cfg``'s model has (a subset with ``partial``): checked on the meta device, before any allocation.
+    ``field``: the error names this field with ``where`` as its value (``VitlabError``'s ``field``/``value``)."""
+
+    def refuse(problem: str) -> VitlabError:
+        return VitlabError(problem, field=field, value=where) if field else VitlabError(f"{where}: {problem}")
+
     with torch.device("meta"):  # shapes only: no memory is allocated for the weights
         expected = {k: tuple(v.shape) for k, v in VisionTransformer(cfg).state_dict().items()}
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise VitlabError(f"{where}: expected the weights as a mapping of names to tensors")
+        raise refuse("expected the weights as a mapping of names to tensors")
     odd = sorted(set(weights) - set(expected)) + ([] if partial else sorted(set(expected) - set(weights)))
     if odd:
-        raise VitlabError(
-            f"{where}: weights do not match the model its config describes (missing or unexpected: "
-            f"{', '.join(odd[:3])})"
+        raise refuse(
+            f"weights do not match the model its config describes (missing or unexpected: {', '.join(odd[:3])})"
         )
     for name, tensor in weights.items():
         if tuple(tensor.shape) != expected[name]:
-            raise VitlabError(
-                f"{where}: weights do not match the model its config describes ({name} has shape "
+            raise refuse(
+                f"weights do not match the model its config describes ({name} has shape "
                 f"{tuple(tensor.shape)}, the config implies {expected[name]})"
             )

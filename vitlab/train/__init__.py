@@ -1,6 +1,7 @@
 """Training loop, optimizer and schedules, checkpoints, evaluation."""
 
-from vitlab.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from vitlab.checkpoint import save_checkpoint
+from vitlab.models.loading import load_checkpoint, read_checkpoint
 from vitlab.train.evaluate import evaluate, predict_logits
 from vitlab.train.trainer import train
 

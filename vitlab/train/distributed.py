@@ -66,11 +66,6 @@ def destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def rank_slice(batch: torch.Tensor, world: World) -> torch.Tensor:
-    """This rank's share of a global batch of indices: every ``size``-th item from position ``rank``."""
-    return batch[world.rank :: world.size]
-
-
 def all_sum(values: list[float], world: World, device: torch.device) -> list[float]:
     """Element-wise sum of ``values`` over all ranks (the values themselves on a single process)."""
     if not world.distributed:

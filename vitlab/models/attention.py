@@ -1,4 +1,5 @@
-"""What the class token looks at: last-layer attention and attention rollout (Abnar & Zuidema, 2020)."""
+"""What the class token looks at, from a model's attention maps: last-layer attention and attention rollout
+(Abnar & Zuidema, 2020). Pure tensor maths, used by inference (overlays) and explanations."""
 
 from __future__ import annotations
 
