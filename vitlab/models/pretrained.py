@@ -431,9 +431,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise VitlabError(f"not a readable .npz ({e})", field=WEIGHTS, value=path) from None
 
 
-def _from_npz(path: Path) -> Pretrained:
-    """The ``google-research/vision_transformer`` layout: Flax kernels are (in, out), attention (D, heads, hd)."""
-    w = _read_npz(path)
+def _npz_prefix(w: dict[str, np.ndarray], path: Path) -> str:
+    """Where the model's arrays sit in an original ``.npz`` (at the top, or under a training state's key)."""
     prefix = next((p for p in ("", "opt/target/", "params/") if f"{p}embedding/kernel" in w), None)
     if prefix is None:
         raise VitlabError(
@@ -445,6 +444,13 @@ def _from_npz(path: Path) -> Pretrained:
             field=WEIGHTS,
             value=path,
         )
+    return prefix
+
+
+def _from_npz(path: Path) -> Pretrained:
+    """The ``google-research/vision_transformer`` layout: Flax kernels are (in, out), attention (D, heads, hd)."""
+    w = _read_npz(path)
+    prefix = _npz_prefix(w, path)
 
     def t(key: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(w[prefix + key])).float()
