@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any
 
 from vitlab.config import Config, ModelConfig, apply_mapping

@@ -3,7 +3,6 @@ loader states, ``last.pt`` holds so that ``--resume`` continues exactly."""
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from typing import Any
 
