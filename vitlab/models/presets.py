@@ -20,7 +20,7 @@ PAPER_SIZES: dict[str, tuple[int, int, int, int]] = {
 
 # Convolutional-stem variants for small data and small compute (ViT paper 3.1; Hassani et al., 2021).
 VARIANTS: dict[str, dict] = {
-    # 3 conv stages to a 4x4 grid, 4 blocks: the model of configs/cifar10-cpu-10min.yaml.
+    # 3 conv stages to a 4x4 grid, 4 blocks: the 10-minute preset's model before air-s (session 3).
     "hybrid": dict(stem="conv", patch_size=8, stem_channels=64, dim=192, heads=4, depth=4, mlp_dim=384, pool="seq"),
     # Close to CCT-7/3x1: conv stem to an 8x8 grid, 7 blocks of dim 256, sequence pooling.
     "cct": dict(stem="conv", patch_size=4, stem_channels=64, dim=256, heads=4, depth=7, mlp_dim=512, pool="seq"),
