@@ -157,3 +157,40 @@ def test_alternating_flip_mirrors_each_image_on_alternate_epochs():
     plain = t(x)
     for i in range(8):
         assert torch.equal(out[i], plain[i].flip(2) if masks[1][i] else plain[i])
+
+
+def _qk_and_value_paths(block):
+    """Per head W_q^T W_k (D, D), and the value path W_o W_v (D, D) (W_v alone without an output projection)."""
+    attn = block.attn
+    dim, hd = attn.qkv.in_features, attn.head_dim
+    wq, wk, wv = attn.qkv.weight.detach().split(dim)
+    qk = [wq[h * hd : (h + 1) * hd].T @ wk[h * hd : (h + 1) * hd] for h in range(attn.heads)]
+    value = attn.proj.weight.detach() @ wv if isinstance(attn.proj, torch.nn.Linear) else wv
+    return qk, value
+
+
+@pytest.mark.parametrize(("name", "overrides"), [("air-s", {}), ("air-s", {"attn_proj": True}), ("seed", {"depth": 2})])
+def test_mimetic_init_makes_qk_near_identity_and_value_path_near_minus_identity(name, overrides):
+    torch.manual_seed(0)
+    model = create_model(name, attn_init="mimetic", **overrides)
+    dim = model.cfg.dim
+    for block in model.blocks:
+        qk, value = _qk_and_value_paths(block)
+        # For a random token x, x^T P x has mean trace(P) and x^T P y (y another random token) spread ||P||_F:
+        # under the rank-head_dim part of 0.7 Z + 0.7 I a token's logit with itself stands out by over 2 spreads.
+        for p in qk:
+            assert p.trace() > 2 * p.norm()
+        # -0.4 I + 0.4 Z exactly (full rank): diagonal about -0.4, off-diagonal spread about 0.4 / sqrt(D).
+        assert value.diagonal().mean() == pytest.approx(-0.4, abs=0.05)
+        off = value - torch.diag(value.diagonal())
+        assert off.std() == pytest.approx(0.4 / dim**0.5, rel=0.2)
+    torch.manual_seed(0)
+    again = create_model(name, attn_init="mimetic", **overrides)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_default_attention_init_has_no_identity_bias():
+    torch.manual_seed(0)
+    qk, value = _qk_and_value_paths(create_model("air-s").blocks[0])
+    # std-0.02 weights: traces of about 0.1, where mimetic initialisation gives air-s about 40
+    assert all(p.trace().abs() < 1 for p in qk) and abs(value.diagonal().mean()) < 0.01

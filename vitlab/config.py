@@ -23,6 +23,7 @@ from vitlab.errors import VitlabError
 Stem = Literal["linear", "conv", "whiten"]
 Pool = Literal["cls", "seq", "mean"]
 AttnScale = Literal["head_dim", "seed"]
+AttnInit = Literal["trunc_normal", "mimetic"]
 CropMode = Literal["zeros", "reflect"]
 FlipMode = Literal["random", "alternate"]
 AutoAugment = Literal["none", "trivialaugment", "randaugment"]
@@ -93,6 +94,10 @@ class ModelConfig:
     drop_path: float = 0.0
     # LayerNorm epsilon: torch's 1e-5 (the seed); pretrained weights bring their own (timm 1e-6, HF 1e-12).
     norm_eps: float = 1e-5
+    # How attention weights start. "trunc_normal": std 0.02 like every other matrix. "mimetic" (Trockman & Kolter,
+    # 2023): each head's W_q^T W_k close to the identity and the value path (W_o W_v) close to minus it, as in
+    # pre-trained ViTs, so attention starts out favouring each token's own and similar tokens.
+    attn_init: AttnInit = "trunc_normal"
 
 
 @dataclass

@@ -14,7 +14,8 @@ Where this differs from the seed, and why:
 - q, k and v share one fused weight (``qkv``, timm's layout) used as three matmuls on its thirds, so each
   result is viewed per head without copying activations (the seed has three separate layers: the same maths).
 - Weights start from a truncated normal (std 0.02, as timm and big_vision do) rather than the seed's
-  ``torch.randn`` class token and position embedding, whose unit scale swamps the patch embeddings.
+  ``torch.randn`` class token and position embedding, whose unit scale swamps the patch embeddings;
+  ``attn_init="mimetic"`` starts attention from ``mimetic_init_`` instead.
 """
 
 from __future__ import annotations
@@ -215,6 +216,33 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x)), (attn if return_attention else None)
 
 
+@torch.no_grad()
+def mimetic_init_(attn: Attention, qk: tuple[float, float] = (0.7, 0.7), vo: tuple[float, float] = (0.4, 0.4)) -> None:
+    """Mimetic initialisation (Trockman & Kolter, ICML 2023) of one attention layer, in place.
+
+    Each head's query and key weights come from the SVD of alpha Z + beta I (Z Gaussian with variance 1/D), so
+    W_q^T W_k is that matrix's best rank-head_dim approximation; the value path gets alpha Z - beta I, split
+    between value and output projection when there is one. (alpha, beta): the paper's 0.7/0.7 and 0.4/0.4.
+    """
+    dim, hd = attn.qkv.in_features, attn.head_dim
+
+    def target(alpha: float, beta: float) -> torch.Tensor:  # (D, D)
+        return alpha * torch.randn(dim, dim) / dim**0.5 + beta * torch.eye(dim)
+
+    w = attn.qkv.weight  # (3D, D): rows of q, then k, then v; head h owns rows h*hd:(h+1)*hd of each third
+    for h in range(attn.heads):
+        u, s, vt = torch.linalg.svd(target(*qk))
+        root = s[:hd].sqrt()[:, None]  # (hd, 1)
+        w[h * hd : (h + 1) * hd] = root * u[:, :hd].T  # q = x W_q^T, so W_q^T W_k = U_k S_k V_k^T
+        w[dim + h * hd : dim + (h + 1) * hd] = root * vt[:hd]
+    value = target(vo[0], -vo[1])
+    if isinstance(attn.proj, nn.Linear):
+        u, s, vt = torch.linalg.svd(value)
+        attn.proj.weight.copy_(u * s.sqrt())  # W_o W_v = U S V^T
+        value = s.sqrt()[:, None] * vt
+    w[2 * dim :] = value
+
+
 class Block(nn.Module):
     """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x))."""
 
@@ -284,6 +312,9 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.cfg.attn_init == "mimetic":
+            for block in self.blocks:
+                mimetic_init_(block.attn)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
