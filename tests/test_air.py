@@ -194,3 +194,56 @@ def test_default_attention_init_has_no_identity_bias():
     qk, value = _qk_and_value_paths(create_model("air-s").blocks[0])
     # std-0.02 weights: traces of about 0.1, where mimetic initialisation gives air-s about 40
     assert all(p.trace().abs() < 1 for p in qk) and abs(value.diagonal().mean()) < 0.01
+
+
+def test_muon_convs_updates_each_stem_filter_bank_as_its_matrix():
+    """With train.muon_convs the stem's 3x3 filters go to Muon as (c_out, c_in*9) matrices sharing their storage:
+    the step equals torch's Muon on the flattened gradient, and zero_grad clears the filters' own gradients."""
+    from vitlab.config import TrainConfig
+    from vitlab.train.optim import build_optimizer, muon_params
+
+    torch.manual_seed(0)
+    model = create_model("air-s", num_classes=10, **SMALL_AIR)
+    convs = {n for n, p in model.named_parameters() if p.ndim == 4}
+    assert convs and convs <= set(muon_params(model, convs=True)) and not convs & set(muon_params(model))
+    opt = build_optimizer(model, TrainConfig(optimizer="muon", muon_convs=True, lr=1e-2, momentum=0.9))
+    in_adamw = {id(p) for g in opt.adamw.param_groups for p in g["params"]}
+    filters = {n: p for n, p in model.named_parameters() if n in convs}
+    assert not {id(p) for p in filters.values()} & in_adamw
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+    forward_backward(model.train(), x, y, micro_batch=4)
+    expected = {}
+    for n, p in filters.items():
+        ref = torch.nn.Parameter(p.detach().clone().view(p.shape[0], -1))
+        ref.grad = p.grad.detach().clone().view(ref.shape)
+        torch.optim.Muon([ref], lr=1e-2, weight_decay=0.05, momentum=0.9, adjust_lr_fn="match_rms_adamw").step()
+        expected[n] = ref.detach().view(p.shape)
+    opt.step()
+    for n, p in filters.items():
+        assert torch.allclose(p, expected[n], atol=1e-6), n
+    opt.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_muon_convs_needs_the_muon_optimizer():
+    from vitlab.config import Config, validate
+
+    cfg = Config()
+    cfg.train.muon_convs = True
+    with pytest.raises(VitlabError, match="train.muon_convs"):
+        validate(cfg)
+
+
+def test_precision_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatch):
+    import vitlab.train.step as step
+
+    ran = []
+    real = step.forward_backward
+    monkeypatch.setattr(step, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(
+        step, "forward_backward", lambda *a, precision, **k: ran.append(precision) or real(*a, precision=precision, **k)
+    )
+    model = create_model("air-s", num_classes=10, **SMALL_AIR)
+    choice, timings = step.probe_precision(model, torch.randn(4, 3, 32, 32), torch.arange(4), micro_batch=4)
+    assert choice == "fp32" and timings["bf16"] == float("inf") and timings["fp32"] > 0
+    assert set(ran) == {"fp32"}

@@ -153,6 +153,8 @@ class TrainConfig:
     eval_batch_size: int = 0
     # adamw | adam | sgd | muon (torch's Muon for the encoder blocks' matrices, AdamW for the rest; uses momentum)
     optimizer: Optimizer = "adamw"
+    # With optimizer muon: also Muon for the convolutional stem's filters (each as a c_out x c_in*k*k matrix).
+    muon_convs: bool = False
     lr: float = 1e-3
     weight_decay: float = 0.05
     momentum: float = 0.9
@@ -493,6 +495,8 @@ def _check_train(t: TrainConfig, check_files: bool) -> None:
             "train.optimizer: muon updates the encoder blocks' matrices, which train.freeze_backbone "
             "freezes; use adamw or sgd for a linear probe"
         )
+    if t.muon_convs and t.optimizer != "muon":
+        raise VitlabError(f"train.muon_convs: needs train.optimizer=muon, got train.optimizer={t.optimizer}")
     if check_files and t.class_weights not in ("none", "balanced") and not Path(t.class_weights).is_file():
         raise VitlabError(
             f"train.class_weights: expected none, balanced or a JSON file, got {t.class_weights!r} (no such file)"

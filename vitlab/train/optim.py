@@ -31,14 +31,31 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def muon_params(model: nn.Module) -> list[str]:
-    """Names of the weights Muon updates: the 2-D matrices inside the encoder blocks (attention and MLP).
+def muon_params(model: nn.Module, convs: bool = False) -> list[str]:
+    """Names of the weights Muon updates: the 2-D matrices inside the encoder blocks (attention and MLP), and with
+    ``convs`` the convolution filters too (4-D, each bank updated as a c_out x (c_in k k) matrix, as in airbench's
+    Muon record for CIFAR-10 CNNs).
 
-    Muon orthogonalises each matrix's update, which suits hidden layers; the stem, position embedding, norms,
-    biases, pooling and head keep AdamW, as Muon's authors advise."""
+    Muon orthogonalises each matrix's update, which suits hidden layers; the position embedding, norms, biases,
+    pooling and head keep AdamW, as Muon's authors advise, and so does the stem unless ``convs``."""
     return [
-        name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and name.startswith("blocks.")
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and ((p.ndim == 2 and name.startswith("blocks.")) or (convs and p.ndim == 4))
     ]
+
+
+def _as_matrix(p: nn.Parameter) -> nn.Parameter:
+    """A 2-D leaf parameter sharing ``p``'s storage (torch's Muon takes matrices only): Muon's in-place updates of
+    it are updates of ``p``, and a hook keeps its gradient a view of ``p``'s after every backward, so the gradient
+    scaler and clipping, which act on ``p.grad`` in place, reach it too."""
+    flat = nn.Parameter(p.detach().view(p.shape[0], -1))  # (c_out, c_in * k * k); p is contiguous
+
+    def share_grad(q: torch.Tensor) -> None:
+        flat.grad = q.grad.view(flat.shape)
+
+    p.register_post_accumulate_grad_hook(share_grad)
+    return flat
 
 
 class MuonAdamW:
@@ -48,10 +65,13 @@ class MuonAdamW:
     ``train.lr`` and one schedule drive both; ``param_groups`` lists every group of both, so the schedule's
     per-step lr reaches them all."""
 
-    def __init__(self, model: nn.Module, lr: float, weight_decay: float, momentum: float):
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float, momentum: float, convs: bool = False):
         named = dict(model.named_parameters())
-        matrices = [named[n] for n in muon_params(model)]
-        taken = {id(p) for p in matrices}
+        chosen = [named[n] for n in muon_params(model, convs)]
+        taken = {id(p) for p in chosen}
+        # Filters are handed to Muon as matrices sharing their storage; their own gradients are cleared here.
+        self.filters = [p for p in chosen if p.ndim != 2]
+        matrices = [p if p.ndim == 2 else _as_matrix(p) for p in chosen]
         rest = [
             {**g, "params": [p for p in g["params"] if id(p) not in taken]} for g in param_groups(model, weight_decay)
         ]
@@ -68,6 +88,9 @@ class MuonAdamW:
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.muon.zero_grad(set_to_none)
         self.adamw.zero_grad(set_to_none)
+        if set_to_none:  # otherwise zeroing the matrices' gradients (views) has zeroed the filters' too
+            for p in self.filters:
+                p.grad = None
 
     def state_dict(self) -> dict:
         return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
@@ -111,7 +134,7 @@ def _sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _muon(model: nn.Module, cfg: TrainConfig) -> MuonAdamW:
-    return MuonAdamW(model, cfg.lr, cfg.weight_decay, cfg.momentum)
+    return MuonAdamW(model, cfg.lr, cfg.weight_decay, cfg.momentum, convs=cfg.muon_convs)
 
 
 # train.optimizer's values (config.Optimizer; tests/test_registries.py keeps the two in step).

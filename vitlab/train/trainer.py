@@ -467,9 +467,10 @@ def choose_precision(trainer: Trainer) -> None:
     )
     t.precision = "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32"
     trainer.state.train_seconds += seconds / world.size
+    timed = f"{bf16 / world.size:.3f} s in bf16" if math.isfinite(bf16) else "not timed in bf16: no bf16 kernels here"
     print(
-        f"precision: auto chose {t.precision} (a training step took {fp32 / world.size:.3f} s in fp32, "
-        f"{bf16 / world.size:.3f} s in bf16; probe {seconds / world.size:.1f} s, counted as training time)"
+        f"precision: auto chose {t.precision} (a training step took {fp32 / world.size:.3f} s in fp32, {timed}; "
+        f"probe {seconds / world.size:.1f} s, counted as training time)"
     )
 
 
