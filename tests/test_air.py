@@ -200,7 +200,7 @@ def test_muon_convs_updates_each_stem_filter_bank_as_its_matrix():
     """With train.muon_convs the stem's 3x3 filters go to Muon as (c_out, c_in*9) matrices sharing their storage:
     the step equals torch's Muon on the flattened gradient, and zero_grad clears the filters' own gradients."""
     from vitlab.config import TrainConfig
-    from vitlab.train.optim import build_optimizer, muon_params
+    from vitlab.train.optim import Muon, build_optimizer, muon_params
 
     torch.manual_seed(0)
     model = create_model("air-s", num_classes=10, **SMALL_AIR)
@@ -216,7 +216,7 @@ def test_muon_convs_updates_each_stem_filter_bank_as_its_matrix():
     for n, p in filters.items():
         ref = torch.nn.Parameter(p.detach().clone().view(p.shape[0], -1))
         ref.grad = p.grad.detach().clone().view(ref.shape)
-        torch.optim.Muon([ref], lr=1e-2, weight_decay=0.05, momentum=0.9, adjust_lr_fn="match_rms_adamw").step()
+        Muon([ref], lr=1e-2, weight_decay=0.05, momentum=0.9, ns_dtype=opt.muon.ns_dtype).step()
         expected[n] = ref.detach().view(p.shape)
     opt.step()
     for n, p in filters.items():
@@ -239,7 +239,7 @@ def test_precision_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatc
 
     ran = []
     real = step.forward_backward
-    monkeypatch.setattr(step, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(step, "has_bf16_kernels", lambda device: False)
     monkeypatch.setattr(
         step, "forward_backward", lambda *a, precision, **k: ran.append(precision) or real(*a, precision=precision, **k)
     )
@@ -247,3 +247,40 @@ def test_precision_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatc
     choice, timings = step.probe_precision(model, torch.randn(4, 3, 32, 32), torch.arange(4), micro_batch=4)
     assert choice == "fp32" and timings["bf16"] == float("inf") and timings["fp32"] > 0
     assert set(ran) == {"fp32"}
+
+
+def test_muon_in_bf16_is_torchs_muon_and_in_fp32_orthogonalises_too():
+    """vitlab's Muon with bf16 Newton-Schulz updates exactly as torch's over several steps; in fp32 (its choice on a
+    CPU without bf16 kernels) it stays within bf16's rounding of it, and a step's update has singular values
+    near 1 (what the iteration is for: about 0.5 to 1.5 with these coefficients)."""
+    from vitlab.train.optim import Muon, newton_schulz
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(48, 80, generator=g)
+    grads = [torch.randn(48, 80, generator=g) for _ in range(3)]
+    runs = {}
+    for kind in ("torch", "bf16", "fp32"):
+        p = torch.nn.Parameter(start.clone())
+        args = dict(lr=0.02, weight_decay=0.1, momentum=0.9)
+        if kind == "torch":
+            opt = torch.optim.Muon([p], adjust_lr_fn="match_rms_adamw", **args)
+        else:
+            opt = Muon([p], ns_dtype=torch.bfloat16 if kind == "bf16" else torch.float32, **args)
+        for grad in grads:
+            p.grad = grad.clone()
+            opt.step()
+        runs[kind] = p.detach()
+    assert torch.equal(runs["bf16"], runs["torch"])
+    assert torch.allclose(runs["fp32"], runs["torch"], atol=2e-3) and not torch.equal(runs["fp32"], runs["torch"])
+    s = torch.linalg.svdvals(newton_schulz(start, (3.4445, -4.7750, 2.0315), 5, 1e-7, torch.float32))
+    assert 0.5 < s.min() and s.max() < 1.5
+
+
+@pytest.mark.parametrize("kernels, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_muon_orthogonalises_in_bf16_only_where_bf16_has_kernels(monkeypatch, kernels, dtype):
+    import vitlab.train.optim as optim
+    from vitlab.config import TrainConfig
+
+    monkeypatch.setattr(optim, "has_bf16_kernels", lambda device: kernels)
+    model = create_model("air-s", num_classes=10, **SMALL_AIR)
+    assert optim.build_optimizer(model, TrainConfig(optimizer="muon")).muon.ns_dtype == dtype

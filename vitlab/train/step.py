@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitlab.device import has_bf16_kernels
+
 CPU_MICRO_BATCH = 64
 CPU_INFER_CHUNK = 32
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -96,13 +98,6 @@ def chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tens
     return torch.cat([model(part) for part in x.split(chunk)])
 
 
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 can be fast here at all: on a CPU, only where oneDNN has bf16 kernels for it (AVX-512 cores;
-    AVX512-BF16 or AMX make them fast). Elsewhere (an AVX2 CPU) autocast falls back to slow conversions: a
-    step measured 11x slower than fp32 on a Zen 3 EPYC, 47 s of probing for nothing."""
-    return device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def probe_precision(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int, steps: int = 3
 ) -> tuple[str, dict[str, float]]:
@@ -110,14 +105,14 @@ def probe_precision(
 
     bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent GPUs) and for layers
     large enough to use them, so this is measured on the machine at hand, never assumed; a CPU with no bf16
-    kernels at all (``fast_bf16``) is not timed in bf16 (its time is then infinite). The copy keeps the
+    kernels at all (``has_bf16_kernels``) is not timed in bf16 (its time is then infinite). The copy keeps the
     model's weights, batch-norm statistics and random streams untouched. Returns the choice and the median
     seconds per step of each.
     """
     probe = copy.deepcopy(model).train()
     timings: dict[str, float] = {"bf16": math.inf}
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        for precision in ("fp32", "bf16") if fast_bf16(x.device) else ("fp32",):
+        for precision in ("fp32", "bf16") if has_bf16_kernels(x.device) else ("fp32",):
             times = []
             for _ in range(steps + 1):  # the first step warms up kernels and caches
                 start = time.perf_counter()
