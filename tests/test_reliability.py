@@ -127,13 +127,21 @@ def test_sigint_saves_and_exits_then_resumes_exactly(reference, small_cifar, tmp
     assert all(torch.equal(final["model"][k], reference["model"][k]) for k in reference["model"])
 
 
-def test_batch_norm_model_resumes_bit_identical(small_cifar, tmp_path):
+# Muon + AdamW (the CPU presets' optimizer): the schedule must reach the groups a resume loads. With the stem's
+# filters too: the matrices Muon updates share the filters' storage, also after a resume loads them.
+MUON = ["--set", "train.optimizer=muon"]
+MUON_CONVS = [*MUON, "--set", "train.muon_convs=true"]
+
+
+@pytest.mark.parametrize("optimizer", [[], MUON, MUON_CONVS], ids=["adamw", "muon", "muon-convs"])
+def test_batch_norm_model_resumes_bit_identical(optimizer, small_cifar, tmp_path):
+    args = [*AIR_ARGS, *optimizer]
     ref = tmp_path / "ref"
-    assert main(["train", "--data", str(small_cifar), "--out", str(ref), *AIR_ARGS]) == 0
+    assert main(["train", "--data", str(small_cifar), "--out", str(ref), *args]) == 0
     reference = read_checkpoint(ref / "last.pt")
     assert any("running_mean" in k for k in reference["model"])
     out = tmp_path / "r"
-    proc = start(small_cifar, out, AIR_ARGS)
+    proc = start(small_cifar, out, args)
     wait_for(lambda: (out / "prev.pt").exists(), proc)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)

@@ -8,7 +8,7 @@ only known at the end, can drive them: progress is then the share of the budget 
 from __future__ import annotations
 
 import math
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
@@ -61,12 +61,12 @@ def _as_matrix(p: nn.Parameter) -> nn.Parameter:
 
 def newton_schulz(
     g: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float, dtype: torch.dtype
-):
+) -> torch.Tensor:
     """The quintic Newton-Schulz iteration torch's Muon uses to orthogonalise an update (a, b, c and ``steps`` as
     there), in ``dtype``: torch's always computes in bf16, which costs a third of air-s's step on a CPU without
     bf16 kernels; in fp32 it is exact and fast there. Same operations in the same order as torch's."""
     a, b, c = coefficients
-    x = g.to(dtype)
+    x = g.to(dtype, copy=True)  # a copy in any dtype: g may be the momentum buffer itself
     tall = g.size(0) > g.size(1)
     if tall:
         x = x.T
@@ -81,7 +81,7 @@ class Muon(torch.optim.Muon):
     """torch's Muon (same hyper-parameters, state and update, the learning rate matched to AdamW's update size as
     by its ``adjust_lr_fn="match_rms_adamw"``) with the Newton-Schulz iteration in ``ns_dtype``."""
 
-    def __init__(self, params, *, ns_dtype: torch.dtype, **kwargs):
+    def __init__(self, params: list[nn.Parameter], *, ns_dtype: torch.dtype, **kwargs: Any):
         super().__init__(params, adjust_lr_fn="match_rms_adamw", **kwargs)
         self.ns_dtype = ns_dtype
 
@@ -124,7 +124,12 @@ class MuonAdamW:
         ns_dtype = torch.bfloat16 if has_bf16_kernels(next(model.parameters()).device) else torch.float32
         self.muon = Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=momentum, ns_dtype=ns_dtype)
         self.adamw = torch.optim.AdamW(rest, lr=lr, foreach=True)
-        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # Read anew each time: load_state_dict replaces both optimizers' group dicts, and a list kept from before
+        # would leave a resumed run's schedule setting the learning rate of groups no longer in use.
+        return self.muon.param_groups + self.adamw.param_groups
 
     def step(self) -> None:
         self.muon.step()
