@@ -64,6 +64,30 @@ def test_micro_batches_and_whole_batch_give_the_same_update():
     assert torch.allclose(stats[0], stats[1], atol=1e-6)
 
 
+def test_channels_last_batches_give_the_same_update_and_logits_and_reach_the_stem_in_that_layout():
+    """train.memory_format only changes how a batch is laid out for the convolutions, never the maths."""
+    from vitlab.data.augment import BatchTransform
+    from vitlab.train.evaluate import predict_logits
+
+    grads, logits, seen = [], [], []
+    for layout in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        model = create_model("air-s", num_classes=10, **SMALL_AIR).train()
+        conv = model.patch_embed.net[1][0]
+        hook = conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+        x, y = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(8)
+        forward_backward(model, x, y, micro_batch=4, memory_format=layout)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert all(p.grad.is_contiguous() for p in model.parameters() if p.grad is not None)  # Muon views them
+        images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+        transform = BatchTransform((0.5,) * 3, (0.25,) * 3, 32, device=torch.device("cpu"))
+        logits.append(predict_logits(model, images, transform, 4, torch.device("cpu"), "full", layout))
+        hook.remove()
+    assert seen[:2] == [True, True] and not any(seen[-4:])  # two training micro-batches each, then inference
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+    assert torch.allclose(logits[0], logits[1], atol=1e-4, rtol=1e-4)
+
+
 def test_reflect_crop_takes_windows_of_the_mirrored_image():
     x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
     out = random_crop(x, 2, torch.Generator().manual_seed(0), mode="reflect")
@@ -234,19 +258,54 @@ def test_muon_convs_needs_the_muon_optimizer():
         validate(cfg)
 
 
-def test_precision_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatch):
+def test_step_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatch):
     import vitlab.train.step as step
 
     ran = []
     real = step.forward_backward
     monkeypatch.setattr(step, "has_bf16_kernels", lambda device: False)
     monkeypatch.setattr(
-        step, "forward_backward", lambda *a, precision, **k: ran.append(precision) or real(*a, precision=precision, **k)
+        step,
+        "forward_backward",
+        lambda *a, precision, memory_format, **k: (
+            ran.append((precision, memory_format)) or real(*a, precision=precision, memory_format=memory_format, **k)
+        ),
     )
     model = create_model("air-s", num_classes=10, **SMALL_AIR)
-    choice, timings = step.probe_precision(model, torch.randn(4, 3, 32, 32), torch.arange(4), micro_batch=4)
-    assert choice == "fp32" and timings["bf16"] == float("inf") and timings["fp32"] > 0
-    assert set(ran) == {"fp32"}
+    candidates = [(p, layout) for p in ("fp32", "bf16") for layout in ("contiguous", "channels_last")]
+    timings = step.probe_step(model, torch.randn(4, 3, 32, 32), torch.arange(4), micro_batch=4, candidates=candidates)
+    assert list(timings) == candidates
+    assert timings["bf16", "contiguous"] == timings["bf16", "channels_last"] == float("inf")
+    assert timings["fp32", "contiguous"] > 0 and timings["fp32", "channels_last"] > 0
+    assert set(ran) == {("fp32", "contiguous"), ("fp32", "channels_last")}
+    assert step.fastest(timings) in {("fp32", "contiguous"), ("fp32", "channels_last")}
+
+
+def test_the_probe_keeps_its_first_candidate_unless_another_is_clearly_faster():
+    from vitlab.train.step import fastest
+
+    first, cl, bf16 = ("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous")
+    assert fastest({first: 1.0, cl: 0.97, bf16: 0.99}) == first  # within the margin: the plain choice stays
+    assert fastest({first: 1.0, cl: 0.80, bf16: 0.78}) == cl  # bf16 is not clearly faster than channels_last
+    assert fastest({first: 1.0, cl: 0.80, bf16: 0.70}) == bf16
+    assert fastest({first: 1.0, cl: 0.9, bf16: float("inf")}) == cl
+
+
+@pytest.mark.parametrize("stem", ["linear", "whiten"])
+def test_memory_format_auto_times_channels_last_only_for_a_model_with_convolutions(stem):
+    from vitlab.config import Config
+    from vitlab.train.trainer import probe_candidates
+
+    cfg = Config()
+    assert cfg.train.memory_format == "contiguous"  # two runs of one seed alike unless a config asks for auto
+    cfg.model.stem, cfg.train.memory_format = stem, "auto"
+    model = create_model("air-s", num_classes=10, **SMALL_AIR) if stem == "whiten" else create_model("seed")
+    layouts = ["contiguous", "channels_last"] if stem == "whiten" else ["contiguous"]
+    assert probe_candidates(cfg, model) == [("fp32", layout) for layout in layouts]
+    cfg.train.precision = "auto"
+    assert probe_candidates(cfg, model) == [(p, layout) for p in ("fp32", "bf16") for layout in layouts]
+    cfg.train.memory_format = "channels_last"
+    assert probe_candidates(cfg, model) == [("fp32", "channels_last"), ("bf16", "channels_last")]
 
 
 def test_muon_in_bf16_is_torchs_muon_and_in_fp32_orthogonalises_too():

@@ -31,6 +31,7 @@ Storage = Literal["auto", "memory", "disk"]
 Optimizer = Literal["adamw", "adam", "sgd", "muon"]
 Schedule = Literal["cosine", "linear", "onecycle", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
 TTA = Literal["none", "flip", "full"]
 
 # An image size: one side for square images, or [height, width] (YAML list, or "HxW" / "H,W" on the command line).
@@ -180,6 +181,12 @@ class TrainConfig:
     # start (counted in the time budget) pick the faster on this machine, and the choice is saved in the config.
     # "fp16": float16 autocast with a gradient scaler (for GPUs without bf16, e.g. T4/V100).
     precision: Precision = "fp32"
+    # Layout of the image batches fed to the model: "contiguous" (N, C, H, W) or "channels_last" (N, H, W, C,
+    # oneDNN's and cuDNN's native layout for convolutions: the same maths up to rounding, often faster); "auto":
+    # for a model with convolutions, a few timed training steps of each at the start (with precision=auto's,
+    # counted in the time budget) pick the faster, saved in the config; a model without convolutions stays
+    # contiguous, untimed. The default keeps two runs of one seed alike; the CPU presets use auto.
+    memory_format: MemoryFormat = "contiguous"
     # Recompute each block's activations in the backward pass instead of keeping them (less memory, ~1/3 more compute).
     grad_checkpointing: bool = False
     # Per-class loss weights for imbalanced data: none | balanced (n / (classes * n_class)) | a JSON file with one

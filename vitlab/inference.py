@@ -71,7 +71,8 @@ class Classifier:
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, classes) on the CPU for uint8 images (N, 3, H, W), averaged over the test-time views and divided by
         the calibrated temperature."""
-        logits = predict_logits(self.model, images, self.transform, self.batch_size, self.device, self.tta)
+        layout = self.config.train.memory_format  # the training run's measured choice
+        logits = predict_logits(self.model, images, self.transform, self.batch_size, self.device, self.tta, layout)
         return logits / self.temperature if self.temperature != 1.0 else logits
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch import nn
 from vitlab.config import TTA
 from vitlab.data.augment import BatchTransform
 from vitlab.data.dataset import Split
+from vitlab.train.step import MEMORY_FORMATS
 
 # Test-time augmentation: "none"; "flip": the image and its mirror; "full": both, each also shifted one pixel
 # up-left and down-right (6 views; airbench's multi-crop), a cheap ensemble of the views the model trained on.
@@ -45,11 +46,14 @@ def predict_logits(
     batch_size: int,
     device: torch.device,
     tta: str = "none",
+    memory_format: str = "contiguous",
 ) -> torch.Tensor:
-    """Logits (N, classes) on the CPU for uint8 images (N, 3, H, W)."""
+    """Logits (N, classes) on the CPU for uint8 images (N, 3, H, W); ``memory_format`` lays out each normalised
+    batch for the model ("contiguous" or "channels_last": same maths; "auto", unresolved, is contiguous)."""
     model.eval()
+    layout = MEMORY_FORMATS.get(memory_format, torch.contiguous_format)
     out = [
-        tta_logits(model, transform(chunk.to(device, non_blocking=True)), tta).cpu()
+        tta_logits(model, transform(chunk.to(device, non_blocking=True)).contiguous(memory_format=layout), tta).cpu()
         for chunk in images.split(batch_size)
     ]
     return torch.cat(out) if out else torch.empty(0)
@@ -62,9 +66,11 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     tta: str = "none",
+    memory_format: str = "contiguous",
 ) -> dict[str, float]:
     """``{"accuracy", "loss", "n"}``: accuracy in [0, 1], mean cross-entropy."""
-    return logit_scores(predict_logits(model, split.images, transform, batch_size, device, tta), split.labels)
+    logits = predict_logits(model, split.images, transform, batch_size, device, tta, memory_format)
+    return logit_scores(logits, split.labels)
 
 
 def logit_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -22,8 +22,10 @@ from vitlab.device import has_bf16_kernels
 CPU_MICRO_BATCH = 64
 CPU_INFER_CHUNK = 32
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# precision=auto takes bf16 only when it is clearly faster: within noise, fp32's exact maths is worth more.
-BF16_MARGIN = 0.95
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+# The probe leaves its first candidate (fp32, contiguous) only for one clearly faster: within noise, fp32's exact
+# maths and the plain layout are worth more.
+PROBE_MARGIN = 0.95
 
 
 def micro_batch_size(requested: int, device: torch.device) -> int:
@@ -49,6 +51,7 @@ def forward_backward(
     precision: str = "fp32",
     scaler: torch.amp.GradScaler | None = None,
     class_weights: torch.Tensor | None = None,
+    memory_format: str = "contiguous",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate the gradient of the batch's mean loss; returns (mean loss, number correct) as tensors.
 
@@ -56,9 +59,12 @@ def forward_backward(
     the predictions that hit the class with the largest share. ``precision`` "bf16"/"fp16" runs the forward
     pass under autocast; with fp16 the loss is scaled by ``scaler`` before the backward pass, so small
     gradients do not underflow (the caller unscales and steps through the scaler). ``class_weights`` (K,)
-    weights each image's loss by its class (the sum is still divided by the batch size).
+    weights each image's loss by its class (the sum is still divided by the batch size). ``memory_format``
+    lays out image batches (B, C, H, W) for the model: "contiguous" or "channels_last" (same maths).
     """
     dtype = AUTOCAST_DTYPES.get(precision)
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=MEMORY_FORMATS[memory_format])  # the micro-batches below keep the layout
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     pieces = list(zip(x.split(micro_batch), y.split(micro_batch)))
@@ -98,30 +104,47 @@ def chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tens
     return torch.cat([model(part) for part in x.split(chunk)])
 
 
-def probe_precision(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, micro_batch: int, steps: int = 3
-) -> tuple[str, dict[str, float]]:
-    """Time fp32 and bf16-autocast training steps of a copy of ``model`` on one real batch; the faster one wins.
-
-    bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent GPUs) and for layers
-    large enough to use them, so this is measured on the machine at hand, never assumed; a CPU with no bf16
-    kernels at all (``has_bf16_kernels``) is not timed in bf16 (its time is then infinite). The copy keeps the
-    model's weights, batch-norm statistics and random streams untouched. Returns the choice and the median
-    seconds per step of each.
-    """
+def probe_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    micro_batch: int,
+    candidates: list[tuple[str, str]],
+    steps: int = 3,
+) -> dict[tuple[str, str], float]:
+    """Median seconds of a training step of a copy of ``model`` on one real batch for each (precision, memory
+    format) candidate; a bf16 candidate on a device without bf16 kernels (``has_bf16_kernels``) is not timed (its
+    time is then infinite). bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent
+    GPUs) and layers large enough to use them, and channels_last where the convolutions' kernels prefer it, so
+    both are measured on the machine at hand, never assumed. The copy keeps the model's weights, batch-norm
+    statistics and random streams untouched."""
     probe = copy.deepcopy(model).train()
-    timings: dict[str, float] = {"bf16": math.inf}
+    timings: dict[tuple[str, str], float] = {}
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        for precision in ("fp32", "bf16") if has_bf16_kernels(x.device) else ("fp32",):
+        for precision, layout in candidates:
+            if precision == "bf16" and not has_bf16_kernels(x.device):
+                timings[precision, layout] = math.inf
+                continue
             times = []
             for _ in range(steps + 1):  # the first step warms up kernels and caches
                 start = time.perf_counter()
-                forward_backward(probe, x, y, micro_batch=micro_batch, precision=precision)
+                forward_backward(probe, x, y, micro_batch=micro_batch, precision=precision, memory_format=layout)
                 if x.device.type == "cuda":
                     torch.cuda.synchronize(x.device)
                 times.append(time.perf_counter() - start)
-            timings[precision] = sorted(times[1:])[steps // 2]
-    return ("bf16" if timings["bf16"] < BF16_MARGIN * timings["fp32"] else "fp32"), timings
+            timings[precision, layout] = sorted(times[1:])[steps // 2]
+    return timings
+
+
+def fastest(timings: dict[tuple[str, str], float]) -> tuple[str, str]:
+    """The first candidate of ``timings``, unless a later one is clearly (``PROBE_MARGIN``) faster than the choice
+    so far."""
+    choice = next(iter(timings))
+    for candidate, seconds in timings.items():
+        if seconds < PROBE_MARGIN * timings[choice]:
+            choice = candidate
+    return choice
 
 
 def class_weights(spec: str, labels: torch.Tensor, classes: list[str], device: torch.device) -> torch.Tensor | None:

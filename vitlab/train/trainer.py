@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from vitlab.config import Config, validate
 from vitlab.data.augment import BatchTransform
-from vitlab.data.dataset import ImageData, load_data
+from vitlab.data.dataset import ImageData, Split, load_data
 from vitlab.data.loader import TrainLoader
 from vitlab.device import resolve_device
 from vitlab.errors import Interrupted, VitlabError
@@ -45,13 +45,13 @@ from vitlab.train.hooks import progress_bar, stop_on_signals
 from vitlab.train.optim import build_optimizer, lr_factor
 from vitlab.train.state import TrainState
 from vitlab.train.step import (
-    BF16_MARGIN,
     batch_mixer,
     class_weights,
+    fastest,
     forward_backward,
     infer_chunk_size,
     micro_batch_size,
-    probe_precision,
+    probe_step,
 )
 from vitlab.train.tensorboard import TensorBoardLog
 
@@ -238,6 +238,18 @@ class Trainer:
             group["lr"] = lr
         return lr
 
+    def score(self, split: Split, tta: str = "none") -> dict[str, float]:
+        """Accuracy and loss of the evaluated model (the weight average when there is one) on ``split``."""
+        return evaluate(
+            self.eval_model,
+            split,
+            self.eval_transform,
+            self.eval_batch,
+            self.device,
+            tta,
+            memory_format=self.cfg.train.memory_format,
+        )
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One update on a batch: mixing, forward and backward in micro-batches, clipping, the optimizer step
         (through the gradient scaler under fp16, which skips steps that overflowed), the weight average.
@@ -255,6 +267,7 @@ class Trainer:
             precision=t.precision,
             scaler=self.scaler,
             class_weights=self.class_weights,
+            memory_format=t.memory_format,
         )
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -423,8 +436,8 @@ def _train(
             trainer.checkpoints.tidy_after_crash(trainer.epoch)
     if cfg.train.tensorboard and world.is_main:
         trainer.tensorboard = TensorBoardLog(out)
-    if cfg.train.precision == "auto":
-        choose_precision(trainer)
+    if "auto" in (cfg.train.precision, cfg.train.memory_format):
+        choose_step_format(trainer)
     if world.is_main:
         atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
     processes = f", {world.size} processes (DDP), global batch {cfg.train.batch_size}" if world.distributed else ""
@@ -453,23 +466,41 @@ def fit(trainer: Trainer) -> None:
         raise VitlabError("no training step ran: the time budget was spent before the first step")
 
 
-def choose_precision(trainer: Trainer) -> None:
-    """Resolve ``train.precision=auto`` by timing both on one real batch; the probe's time counts as training
-    time, and the choice goes into the saved config (so a resumed run keeps it). Under torchrun the ranks'
-    timings are summed, so all ranks choose alike."""
+def probe_candidates(cfg: Config, model: torch.nn.Module) -> list[tuple[str, str]]:
+    """The (precision, memory format) pairs ``train.precision`` and ``train.memory_format`` leave open, fp32 and
+    contiguous first; channels_last only for a model with convolutions (the only layers it changes)."""
+    t = cfg.train
+    precisions = ["fp32", "bf16"] if t.precision == "auto" else [t.precision]
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    if t.memory_format != "auto":
+        layouts = [t.memory_format]
+    else:
+        layouts = ["contiguous", "channels_last"] if convolutional else ["contiguous"]
+    return [(p, layout) for p in precisions for layout in layouts]
+
+
+def choose_step_format(trainer: Trainer) -> None:
+    """Resolve ``train.precision=auto`` and ``train.memory_format=auto`` by timing the open candidates on one real
+    batch; the probe's time counts as training time, and the choice goes into the saved config (so a resumed run
+    keeps it). Under torchrun the ranks' timings are summed, so all ranks choose alike."""
     t, world = trainer.cfg.train, trainer.world
+    candidates = probe_candidates(trainer.cfg, trainer.model)
+    if len(candidates) == 1:
+        t.precision, t.memory_format = candidates[0]
+        return
     x = trainer.eval_transform(trainer.loader.sample(max(1, t.batch_size // world.size), t.seed))
     y = torch.zeros(len(x), dtype=torch.long, device=trainer.device)  # the labels do not change the step's cost
     start = time.perf_counter()
-    _, timings = probe_precision(trainer.model, x, y, micro_batch=trainer.micro_batch)
-    fp32, bf16, seconds = all_sum(
-        [timings["fp32"], timings["bf16"], time.perf_counter() - start], world, trainer.device
-    )
-    t.precision = "bf16" if bf16 < BF16_MARGIN * fp32 else "fp32"
+    timings = probe_step(trainer.model, x, y, micro_batch=trainer.micro_batch, candidates=candidates)
+    *summed, seconds = all_sum([*timings.values(), time.perf_counter() - start], world, trainer.device)
+    timings = {c: s / world.size for c, s in zip(timings, summed)}
+    t.precision, t.memory_format = fastest(timings)
     trainer.state.train_seconds += seconds / world.size
-    timed = f"{bf16 / world.size:.3f} s in bf16" if math.isfinite(bf16) else "not timed in bf16: no bf16 kernels here"
+    timed = ", ".join(f"{p} {layout} {s:.3f} s" for (p, layout), s in timings.items() if math.isfinite(s))
+    if not all(math.isfinite(s) for s in timings.values()):
+        timed += ", not timed in bf16: no bf16 kernels here"
     print(
-        f"precision: auto chose {t.precision} (a training step took {fp32 / world.size:.3f} s in fp32, {timed}; "
+        f"step format: auto chose {t.precision}, {t.memory_format} (a training step took {timed}; "
         f"probe {seconds / world.size:.1f} s, counted as training time)"
     )
 
@@ -482,7 +513,7 @@ def end_of_epoch(trainer: Trainer, stats: dict[str, Any]) -> None:
         return
     record: dict[str, Any] = {"epoch": trainer.epoch, "step": state.step, **stats}
     if data.val is not None:
-        val = evaluate(trainer.eval_model, data.val, trainer.eval_transform, trainer.eval_batch, trainer.device)
+        val = trainer.score(data.val)
         record.update(val_loss=val["loss"], val_acc=val["accuracy"])
     record["train_seconds"] = state.train_seconds
     if data.val is None or record["val_acc"] > state.best_val_acc:
@@ -505,7 +536,7 @@ def finish(trainer: Trainer) -> dict[str, Any]:
     cfg, data, state = trainer.cfg, trainer.data, trainer.state
 
     def test(tta: str) -> dict[str, Any]:
-        return evaluate(trainer.eval_model, data.test, trainer.eval_transform, trainer.eval_batch, trainer.device, tta)
+        return trainer.score(data.test, tta)
 
     result = test(cfg.train.tta)
     summary = {
