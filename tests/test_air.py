@@ -345,3 +345,28 @@ def test_muon_orthogonalises_in_bf16_only_where_bf16_has_kernels(monkeypatch, ke
     monkeypatch.setattr(optim, "has_bf16_kernels", lambda device: kernels)
     model = create_model("air-s", num_classes=10, **SMALL_AIR)
     assert optim.build_optimizer(model, TrainConfig(optimizer="muon")).muon.ns_dtype == dtype
+
+
+def test_stem_order_conv_pool_conv_keeps_the_tokens_and_weights_and_runs_the_second_convs_at_a_quarter_of_the_pixels():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 3, 32, 32)
+    flops, shapes, names = {}, {}, {}
+    for order in ("conv-conv-pool", "conv-pool-conv"):
+        model = create_model("air-s", num_classes=10, stem_order=order).eval()
+        convs = [m for m in model.patch_embed.net.modules() if isinstance(m, torch.nn.Conv2d)]
+        sizes = []
+        hooks = [c.register_forward_hook(lambda m, a, out, sizes=sizes: sizes.append(out.shape[-1])) for c in convs]
+        with FlopCounterMode(display=False) as counter:
+            tokens = model.patch_embed(x)
+        flops[order], shapes[order] = counter.get_total_flops(), (tokens.shape, sizes)
+        names[order] = [n for n, _ in model.named_parameters()]
+        for h in hooks:
+            h.remove()
+    assert shapes["conv-conv-pool"] == ((2, 49, 128), [31, 31, 15, 15])
+    assert shapes["conv-pool-conv"] == ((2, 49, 128), [31, 15, 15, 7])
+    assert flops["conv-pool-conv"] < 0.5 * flops["conv-conv-pool"]
+    # the default keeps the layer indices, so checkpoints saved before the option existed still load
+    stem_weights = [f"patch_embed.net.{i}.0.weight" for i in (1, 2, 4, 5)]  # [GELU, cb, cb, pool, cb, cb, pool]
+    assert all(n in names["conv-conv-pool"] for n in stem_weights)
+    assert len(names["conv-pool-conv"]) == len(names["conv-conv-pool"])

@@ -21,6 +21,7 @@ from vitlab.errors import VitlabError
 
 # The choice fields: each name's values, in one place (validated when set, and again by ``validate``).
 Stem = Literal["linear", "conv", "whiten"]
+StemOrder = Literal["conv-conv-pool", "conv-pool-conv"]
 Pool = Literal["cls", "seq", "mean"]
 AttnScale = Literal["head_dim", "seed"]
 AttnInit = Literal["trunc_normal", "mimetic"]
@@ -86,6 +87,10 @@ class ModelConfig:
     # stages (stem_channels, then twice that) down to a (img_size-1)/4 grid (airbench / CCT; patch_size 4).
     stem: Stem = "linear"
     stem_channels: int = 64
+    # Each of the "whiten" stem's two stages: "conv-conv-pool" (both 3x3 convs at the stage's full resolution) or
+    # "conv-pool-conv" (airbench's order: the second conv after the max-pool, on a quarter of the pixels: the
+    # stem's arithmetic falls from 128 to 59 MFLOP per 32-px image). The token grid is the same.
+    stem_order: StemOrder = "conv-conv-pool"
     # Images per batch-norm group of the "whiten" stem (ghost batch norm): fixed so that CPU micro-batches, a GPU's
     # whole batch and every torchrun rank normalise the same images together.
     bn_group: int = 64

@@ -113,7 +113,7 @@ class WhitenedConvStem(nn.Module):
 
     A frozen 2x2 convolution whose filters whiten the training images' 2x2 patches (fitted from data by
     ``fit_whitening``, each eigenvector with both signs so GELU keeps the information), then two stages of
-    two 3x3 conv + ghost batch norm + GELU with a 2x2 max-pool after each: (B, C, H, W) -> a
+    two 3x3 conv + ghost batch norm + GELU with a 2x2 max-pool after each (or between the two: ``stem_order``): (B, C, H, W) -> a
     ((H-1)/4) x ((W-1)/4) grid of dim-channel tokens (32 px -> 7x7 = 49 tokens). Batch norm makes a few
     epochs of a convolutional stem train much faster; the image is still mixed across space only by attention.
     """
@@ -126,15 +126,12 @@ class WhitenedConvStem(nn.Module):
         self.register_buffer("whiten_weight", torch.cat([basis, -basis]))
         self.whiten_bias = nn.Parameter(torch.zeros(width))
         c, g = cfg.stem_channels, cfg.bn_group
-        self.net = nn.Sequential(
-            nn.GELU(),
-            conv_bn(width, c, g),
-            conv_bn(c, c, g),
-            nn.MaxPool2d(2),  # (B, c, 15, 15) from 31 x 31
-            conv_bn(c, 2 * c, g),
-            conv_bn(2 * c, cfg.dim, g),
-            nn.MaxPool2d(2),  # (B, D, 7, 7)
-        )
+        stages = [[conv_bn(width, c, g), conv_bn(c, c, g)], [conv_bn(c, 2 * c, g), conv_bn(2 * c, cfg.dim, g)]]
+        at = 2 if cfg.stem_order == "conv-conv-pool" else 1  # where each stage's max-pool goes
+        layers: list[nn.Module] = [nn.GELU()]
+        for stage in stages:  # 31 x 31 -> 15 x 15, then -> 7 x 7
+            layers += [*stage[:at], nn.MaxPool2d(2), *stage[at:]]
+        self.net = nn.Sequential(*layers)
 
     @torch.no_grad()
     def fit_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
