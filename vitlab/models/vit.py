@@ -113,9 +113,10 @@ class WhitenedConvStem(nn.Module):
 
     A frozen 2x2 convolution whose filters whiten the training images' 2x2 patches (fitted from data by
     ``fit_whitening``, each eigenvector with both signs so GELU keeps the information), then two stages of
-    two 3x3 conv + ghost batch norm + GELU with a 2x2 max-pool after each (or between the two: ``stem_order``): (B, C, H, W) -> a
-    ((H-1)/4) x ((W-1)/4) grid of dim-channel tokens (32 px -> 7x7 = 49 tokens). Batch norm makes a few
-    epochs of a convolutional stem train much faster; the image is still mixed across space only by attention.
+    two 3x3 conv + ghost batch norm + GELU with a 2x2 max-pool after each (or between the two, airbench's
+    order: ``stem_order``): (B, C, H, W) -> a ((H-1)/4) x ((W-1)/4) grid of dim-channel tokens (32 px -> 7x7 =
+    49 tokens). Batch norm makes a few epochs of a convolutional stem train much faster; the image is still mixed
+    across space only by attention.
     """
 
     def __init__(self, cfg: ModelConfig):
