@@ -277,7 +277,8 @@ def test_step_probe_skips_bf16_where_the_cpu_has_no_bf16_kernels(monkeypatch):
     assert list(timings) == candidates
     assert timings["bf16", "contiguous"] == timings["bf16", "channels_last"] == float("inf")
     assert timings["fp32", "contiguous"] > 0 and timings["fp32", "channels_last"] > 0
-    assert set(ran) == {("fp32", "contiguous"), ("fp32", "channels_last")}
+    # the timed candidates take turns (a warm-up round, then one step each per round), so drift hits them alike
+    assert ran == [("fp32", "contiguous"), ("fp32", "channels_last")] * 6
     assert step.fastest(timings) in {("fp32", "contiguous"), ("fp32", "channels_last")}
 
 

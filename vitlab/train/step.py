@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import statistics
 import time
 
 import torch
@@ -111,30 +112,29 @@ def probe_step(
     *,
     micro_batch: int,
     candidates: list[tuple[str, str]],
-    steps: int = 3,
+    rounds: int = 5,
 ) -> dict[tuple[str, str], float]:
     """Median seconds of a training step of a copy of ``model`` on one real batch for each (precision, memory
     format) candidate; a bf16 candidate on a device without bf16 kernels (``has_bf16_kernels``) is not timed (its
     time is then infinite). bf16 only pays where the hardware has fast bf16 kernels (AVX512-BF16/AMX CPUs, recent
     GPUs) and layers large enough to use them, and channels_last where the convolutions' kernels prefer it, so
-    both are measured on the machine at hand, never assumed. The copy keeps the model's weights, batch-norm
-    statistics and random streams untouched."""
+    both are measured on the machine at hand, never assumed. The candidates take turns, one step each per round:
+    a shared machine's speed drifts over seconds (just after the data is decoded, for one), and timing each
+    candidate in a block of its own once put that drift on bf16 alone and chose fp32 for an hour-long run. The
+    copy keeps the model's weights, batch-norm statistics and random streams untouched."""
     probe = copy.deepcopy(model).train()
-    timings: dict[tuple[str, str], float] = {}
+    timed = [c for c in candidates if c[0] != "bf16" or has_bf16_kernels(x.device)]
+    times: dict[tuple[str, str], list[float]] = {c: [] for c in timed}
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        for precision, layout in candidates:
-            if precision == "bf16" and not has_bf16_kernels(x.device):
-                timings[precision, layout] = math.inf
-                continue
-            times = []
-            for _ in range(steps + 1):  # the first step warms up kernels and caches
+        for r in range(rounds + 1):  # round 0 warms up kernels and caches
+            for precision, layout in timed:
                 start = time.perf_counter()
                 forward_backward(probe, x, y, micro_batch=micro_batch, precision=precision, memory_format=layout)
                 if x.device.type == "cuda":
                     torch.cuda.synchronize(x.device)
-                times.append(time.perf_counter() - start)
-            timings[precision, layout] = sorted(times[1:])[steps // 2]
-    return timings
+                if r > 0:
+                    times[precision, layout].append(time.perf_counter() - start)
+    return {c: statistics.median(times[c]) if c in times else math.inf for c in candidates}
 
 
 def fastest(timings: dict[tuple[str, str], float]) -> tuple[str, str]:
