@@ -192,6 +192,10 @@ class TrainConfig:
     # counted in the time budget) pick the faster, saved in the config; a model without convolutions stays
     # contiguous, untimed. The default keeps two runs of one seed alike; the CPU presets use auto.
     memory_format: MemoryFormat = "contiguous"
+    # Progressive resizing (vitlab/train/resize.py): train at this share of the image side at first (0.75: 24 px
+    # of 32), growing in steps of the patch size to the full size at share resize_until of training. 1 is off.
+    resize_start: float = 1.0
+    resize_until: float = 0.7
     # Recompute each block's activations in the backward pass instead of keeping them (less memory, ~1/3 more compute).
     grad_checkpointing: bool = False
     # Per-class loss weights for imbalanced data: none | balanced (n / (classes * n_class)) | a JSON file with one
@@ -517,6 +521,9 @@ def _check_train(t: TrainConfig, check_files: bool) -> None:
     _check_range("train.warmup", t.warmup, 0, 1, "a share")
     _check_range("train.label_smoothing", t.label_smoothing, 0, 1, "a share")
     _check_range("train.momentum", t.momentum, 0, 1, "a coefficient")
+    for key, v in {"train.resize_start": t.resize_start, "train.resize_until": t.resize_until}.items():
+        if not 0 < v <= 1:
+            raise VitlabError(f"{key}: expected a share in (0, 1], got {v}")
 
 
 def _check_data(d: DataConfig, m: ModelConfig) -> None:

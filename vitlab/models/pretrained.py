@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from vitlab.config import ModelConfig, image_hw, parse_image_size, validate_model
 from vitlab.errors import VitlabError
 from vitlab.io import safe_torch_load
-from vitlab.models.vit import check_weights, token_grid
+from vitlab.models.vit import check_weights, resample_pos_embed, token_grid
 from vitlab.checkpoint import FORMAT as CHECKPOINT_FORMAT, SAFETENSORS_FORMAT, check_checkpoint, read_safetensors
 
 # (dim, depth) -> heads of the ViT paper's sizes, for timm state dicts that carry no head count.
@@ -502,30 +502,6 @@ def _from_npz(path: Path) -> Pretrained:
     if has_head:
         out["head.weight"], out["head.bias"] = t("head/kernel").T, t("head/bias")
     return Pretrained(cfg, {k: v.contiguous() for k, v in out.items()}, HALF, HALF, str(path))
-
-
-def resample_pos_embed(
-    pos_embed: torch.Tensor,
-    new_grid: int | tuple[int, int],
-    num_prefix_tokens: int = 1,
-    old_grid: int | tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """(1, prefix + gh*gw, D) -> (1, prefix + new_h*new_w, D): the grid part resized bicubically, the class token
-    kept apart. Grids are (rows, columns) or one side for a square; ``old_grid`` defaults to the square the
-    embedding holds. The same grid returns the tensor itself."""
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    side = int(round(grid.shape[1] ** 0.5))
-    old_h, old_w = image_hw(old_grid if old_grid is not None else side)
-    new_h, new_w = image_hw(new_grid)
-    if old_h * old_w != grid.shape[1]:
-        raise VitlabError(f"position embedding: {grid.shape[1]} grid tokens are not a {old_h} x {old_w} grid")
-    if (old_h, old_w) == (new_h, new_w):
-        return pos_embed
-    D = grid.shape[-1]
-    grid = grid.reshape(1, old_h, old_w, D).permute(0, 3, 1, 2).float()  # (1, D, gh, gw)
-    grid = F.interpolate(grid, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, D).to(pos_embed.dtype)  # (1, new_h*new_w, D)
-    return torch.cat([prefix, grid], dim=1)
 
 
 def patch_resize_matrix(old: int, new: int) -> torch.Tensor:

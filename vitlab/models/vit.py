@@ -153,12 +153,39 @@ class WhitenedConvStem(nn.Module):
         return self.net(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
 
 
-def token_grid(cfg: ModelConfig) -> tuple[int, int]:
-    """(rows, columns) of the token grid the stem makes from an image of ``cfg.img_size``."""
-    h, w = image_hw(cfg.img_size)
+def token_grid(cfg: ModelConfig, hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(rows, columns) of the token grid the stem makes from an image of ``hw`` pixels (default ``cfg.img_size``)."""
+    h, w = hw if hw is not None else image_hw(cfg.img_size)
     if cfg.stem == "whiten":  # the 2x2 whitening conv takes a pixel, each of the two pools halves (rounding down)
         return (h - 1) // 4, (w - 1) // 4
+    if cfg.stem == "conv":  # each stage's padded stride-2 pool halves, rounding up
+        stages = cfg.patch_size.bit_length() - 1
+        return -(-h // 2**stages), -(-w // 2**stages)
     return h // cfg.patch_size, w // cfg.patch_size
+
+
+def resample_pos_embed(
+    pos_embed: torch.Tensor,
+    new_grid: int | tuple[int, int],
+    num_prefix_tokens: int = 1,
+    old_grid: int | tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """(1, prefix + gh*gw, D) -> (1, prefix + new_h*new_w, D): the grid part resized bicubically, the class token
+    kept apart. Grids are (rows, columns) or one side for a square; ``old_grid`` defaults to the square the
+    embedding holds. The same grid returns the tensor itself."""
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    side = int(round(grid.shape[1] ** 0.5))
+    old_h, old_w = image_hw(old_grid if old_grid is not None else side)
+    new_h, new_w = image_hw(new_grid)
+    if old_h * old_w != grid.shape[1]:
+        raise VitlabError(f"position embedding: {grid.shape[1]} grid tokens are not a {old_h} x {old_w} grid")
+    if (old_h, old_w) == (new_h, new_w):
+        return pos_embed
+    D = grid.shape[-1]
+    grid = grid.reshape(1, old_h, old_w, D).permute(0, 3, 1, 2).float()  # (1, D, gh, gw)
+    grid = F.interpolate(grid, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_h * new_w, D).to(pos_embed.dtype)  # (1, new_h*new_w, D)
+    return torch.cat([prefix, grid], dim=1)
 
 
 class DropPath(nn.Module):
@@ -333,10 +360,17 @@ class VisionTransformer(nn.Module):
         return self._encode(x)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        hw = x.shape[-2:]
         x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1+N, D)
-        return self.pos_drop(x + self.pos_embed)
+        # Another image size (progressive resizing trains on smaller images first) gets the position embedding
+        # resized to its grid, differentiably, so the one embedding of cfg.img_size's grid learns from every size.
+        # A traced export keeps the size it was traced at (its shapes are not Python numbers there).
+        pos, grid = self.pos_embed, None if torch.jit.is_tracing() else token_grid(self.cfg, tuple(hw))
+        if grid is not None and grid != self.grid_size:
+            pos = resample_pos_embed(pos, grid, self.num_prefix_tokens, self.grid_size)
+        return self.pos_drop(x + pos)
 
     def _encode(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         x = self._embed(x)

@@ -43,6 +43,7 @@ from vitlab.train.distributed import (
 from vitlab.train.evaluate import evaluate
 from vitlab.train.hooks import progress_bar, stop_on_signals
 from vitlab.train.optim import build_optimizer, lr_factor
+from vitlab.train.resize import progressive_hw, resize_batch
 from vitlab.train.state import TrainState
 from vitlab.train.step import (
     batch_mixer,
@@ -152,6 +153,9 @@ class Trainer:
             sample = self.loader.sample(WHITENING_SAMPLE, t.seed)
             self.model.patch_embed.fit_whitening(self.eval_transform(sample))
         self.state = TrainState()
+        # Progressive resizing's current training image size (None while it is off); sides move in patch steps.
+        self.train_hw: tuple[int, int] | None = None
+        self.step_px = cfg.model.patch_size
         self.stop_signal: str | None = None
         self.tensorboard: TensorBoardLog | None = None  # opened by the caller on rank 0 when asked for
 
@@ -226,13 +230,17 @@ class Trainer:
             torch.cuda.set_rng_state(mine["cuda"], self.device)
         self.loader.aug_gen.set_state(mine["aug"])
 
-    def set_lr(self, total_steps: int) -> float:
-        """The schedule's learning rate at the share of training done: steps over planned steps, or the share of
-        the time budget if larger."""
+    def progress(self, total_steps: int) -> float:
+        """The share of training done: steps over planned steps, or the share of the time budget if larger."""
         t = self.cfg.train
         progress = self.state.step / total_steps
         if t.time_budget:
             progress = max(progress, self.state.train_seconds / t.time_budget)
+        return progress
+
+    def set_lr(self, progress: float) -> float:
+        """The schedule's learning rate at ``progress``, set on every parameter group."""
+        t = self.cfg.train
         lr = t.lr * lr_factor(t.schedule, progress, t.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -249,6 +257,14 @@ class Trainer:
             tta,
             memory_format=self.cfg.train.memory_format,
         )
+
+    def resized(self, x: torch.Tensor, progress: float) -> torch.Tensor:
+        """The batch at ``train.resize_start``'s progressive size for ``progress`` (itself when that is off)."""
+        t = self.cfg.train
+        if t.resize_start >= 1.0:
+            return x
+        self.train_hw = progressive_hw(progress, tuple(x.shape[-2:]), t.resize_start, t.resize_until, self.step_px)
+        return resize_batch(x, self.train_hw)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One update on a batch: mixing, forward and backward in micro-batches, clipping, the optimizer step
@@ -297,8 +313,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         tick = time.perf_counter()  # waiting for data counts as training time
         for x, y, idx in self.loader:
-            lr = self.set_lr(total_steps)
-            loss, correct = self.train_step(x, y)
+            progress = self.progress(total_steps)
+            lr = self.set_lr(progress)
+            loss, correct = self.train_step(self.resized(x, progress), y)
             # One small all-reduce: every rank then sees the same loss, clock and stop request.
             sums = [loss.item() * len(idx), float(correct), float(len(idx)), time.perf_counter() - tick]
             *sums, stops = all_sum([*sums, float(self.stop_signal is not None)], world, self.device)
@@ -336,6 +353,7 @@ class Trainer:
             "acc": f"{s['correct'] / s['seen']:.3f}",
             "img_s": f"{s['seen'] / s['seconds']:.0f}",
             "lr": f"{lr:.2e}",
+            **({"px": "x".join(map(str, self.train_hw))} if self.train_hw else {}),
         }
 
     def stop(self) -> None:
