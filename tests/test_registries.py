@@ -20,8 +20,8 @@ from vitlab.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, lookup_op
 def test_registries_match_config_choices():
     assert set(get_args(config.Optimizer)) == set(OPTIMIZERS)
     assert set(get_args(config.Schedule)) == set(SCHEDULES)
-    # "none" is the config's off switch, not a policy.
-    assert set(get_args(config.AutoAugment)) == {"none", *AUTO_AUGMENT}
+    # "none" is the config's off switch and "auto" a run-time choice between it and trivialaugment, not policies.
+    assert set(get_args(config.AutoAugment)) == {"none", "auto", *AUTO_AUGMENT}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ AttnScale = Literal["head_dim", "seed"]
 AttnInit = Literal["trunc_normal", "mimetic"]
 CropMode = Literal["zeros", "reflect"]
 FlipMode = Literal["random", "alternate"]
-AutoAugment = Literal["none", "trivialaugment", "randaugment"]
+AutoAugment = Literal["none", "trivialaugment", "randaugment", "auto"]
 Storage = Literal["auto", "memory", "disk"]
 Optimizer = Literal["adamw", "adam", "sgd", "muon"]
 Schedule = Literal["cosine", "linear", "onecycle", "constant"]
@@ -123,8 +123,12 @@ class DataConfig:
     # "random": each image mirrored with probability 1/2 every epoch; "alternate": a random side for each image in
     # the first epoch, then the other side every other epoch (airbench).
     flip_mode: FlipMode = "random"
-    # "none", "trivialaugment" or "randaugment" (torchvision's policies, applied to each training image).
+    # "none", "trivialaugment" or "randaugment" (torchvision's policies, applied to each training image); "auto":
+    # trivialaugment when the run gets at least auto_augment_epochs epochs (train.epochs, or under a time budget
+    # the full-size epochs the step probe's time allows), else none; the choice is saved in the config. Heavy
+    # augmentation underfits a short run and pays only once there are epochs to spend on it (benchmarks/RESULTS.md).
     auto_augment: AutoAugment = "none"
+    auto_augment_epochs: float = 24.0
     # Probability of erasing a random rectangle of each training image (0: off).
     random_erasing: float = 0.0
     # Draw training batches with probability inversely proportional to class size (the seed's
@@ -542,6 +546,8 @@ def _check_data(d: DataConfig, m: ModelConfig) -> None:
     if d.workers < 0:
         raise VitlabError(f"data.workers: expected 0 (automatic) or a positive number, got {d.workers}")
     _check_range("data.random_erasing", d.random_erasing, 0, 1, "a probability", high_open=False)
+    if d.auto_augment_epochs < 0:
+        raise VitlabError(f"data.auto_augment_epochs: expected 0 or more epochs, got {d.auto_augment_epochs}")
     side = min(image_hw(m.img_size))
     if d.crop_padding < 0:
         raise VitlabError(f"data.crop_padding: expected 0 or more pixels, got {d.crop_padding}")

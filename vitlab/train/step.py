@@ -123,7 +123,8 @@ def probe_step(
     candidate in a block of its own once put that drift on bf16 alone and chose fp32 for an hour-long run. The
     copy keeps the model's weights, batch-norm statistics and random streams untouched."""
     probe = copy.deepcopy(model).train()
-    timed = [c for c in candidates if c[0] != "bf16" or has_bf16_kernels(x.device)]
+    # bf16 without its kernels is left untimed, unless nothing else is asked for (its time is then needed).
+    timed = [c for c in candidates if c[0] != "bf16" or has_bf16_kernels(x.device)] or list(candidates)
     times: dict[tuple[str, str], list[float]] = {c: [] for c in timed}
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for r in range(rounds + 1):  # round 0 warms up kernels and caches

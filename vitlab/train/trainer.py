@@ -454,8 +454,7 @@ def _train(
             trainer.checkpoints.tidy_after_crash(trainer.epoch)
     if cfg.train.tensorboard and world.is_main:
         trainer.tensorboard = TensorBoardLog(out)
-    if "auto" in (cfg.train.precision, cfg.train.memory_format):
-        choose_step_format(trainer)
+    resolve_auto_choices(trainer)
     if world.is_main:
         atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), out / "config.yaml")
     processes = f", {world.size} processes (DDP), global batch {cfg.train.batch_size}" if world.distributed else ""
@@ -497,15 +496,51 @@ def probe_candidates(cfg: Config, model: torch.nn.Module) -> list[tuple[str, str
     return [(p, layout) for p in precisions for layout in layouts]
 
 
-def choose_step_format(trainer: Trainer) -> None:
+def resolve_auto_choices(trainer: Trainer) -> None:
+    """Settle the config's run-time choices (``train.precision``, ``train.memory_format``, ``data.auto_augment``
+    set to auto) before the first step; a resumed run's config holds them settled already."""
+    t, d = trainer.cfg.train, trainer.cfg.data
+    # Under a time budget, auto augmentation needs the step's time even when the format is fixed.
+    timed = d.auto_augment == "auto" and t.time_budget is not None
+    step_seconds = choose_step_format(trainer, timed) if "auto" in (t.precision, t.memory_format) or timed else None
+    if d.auto_augment == "auto":
+        choose_auto_augment(trainer, step_seconds)
+
+
+def planned_epochs(cfg: Config, num_images: int, step_seconds: float | None, spent: float = 0.0) -> float:
+    """The epochs a run will get: ``max_epochs``, or what is left of the time budget (``spent`` already used) at
+    ``step_seconds`` a step of ``train.batch_size`` images, whichever is fewer."""
+    t = cfg.train
+    epochs = float(max_epochs(cfg))
+    if t.time_budget is not None and step_seconds:
+        epochs = min(epochs, (t.time_budget - spent) / step_seconds * t.batch_size / num_images)
+    return epochs
+
+
+def choose_auto_augment(trainer: Trainer, step_seconds: float | None) -> None:
+    """Resolve ``data.auto_augment=auto`` from the epochs the run will get (``planned_epochs``) and hand the choice
+    to the loader's transform; it goes into the saved config, so a resumed run keeps it. The probe times the step
+    at full size without augmentation, so the threshold is in those epochs (progressive resizing adds more)."""
+    d = trainer.cfg.data
+    epochs = planned_epochs(trainer.cfg, trainer.loader.num_images, step_seconds, trainer.state.train_seconds)
+    d.auto_augment = "trivialaugment" if epochs >= d.auto_augment_epochs else "none"
+    trainer.loader.transform.auto_augment = d.auto_augment
+    print(
+        f"augmentation: auto chose {d.auto_augment} ({epochs:.1f} epochs planned; "
+        f"trivialaugment from data.auto_augment_epochs={d.auto_augment_epochs:g})"
+    )
+
+
+def choose_step_format(trainer: Trainer, timed: bool = False) -> float | None:
     """Resolve ``train.precision=auto`` and ``train.memory_format=auto`` by timing the open candidates on one real
     batch; the probe's time counts as training time, and the choice goes into the saved config (so a resumed run
-    keeps it). Under torchrun the ranks' timings are summed, so all ranks choose alike."""
+    keeps it). Under torchrun the ranks' timings are summed, so all ranks choose alike. Returns the chosen
+    format's seconds a step, or None when nothing was timed (a single candidate and ``timed`` not asked for)."""
     t, world = trainer.cfg.train, trainer.world
     candidates = probe_candidates(trainer.cfg, trainer.model)
-    if len(candidates) == 1:
+    if len(candidates) == 1 and not timed:
         t.precision, t.memory_format = candidates[0]
-        return
+        return None
     x = trainer.eval_transform(trainer.loader.sample(max(1, t.batch_size // world.size), t.seed))
     y = torch.zeros(len(x), dtype=torch.long, device=trainer.device)  # the labels do not change the step's cost
     start = time.perf_counter()
@@ -514,13 +549,14 @@ def choose_step_format(trainer: Trainer) -> None:
     timings = {c: s / world.size for c, s in zip(timings, summed)}
     t.precision, t.memory_format = fastest(timings)
     trainer.state.train_seconds += seconds / world.size
-    timed = ", ".join(f"{p} {layout} {s:.3f} s" for (p, layout), s in timings.items() if math.isfinite(s))
+    taken = ", ".join(f"{p} {layout} {s:.3f} s" for (p, layout), s in timings.items() if math.isfinite(s))
     if not all(math.isfinite(s) for s in timings.values()):
-        timed += ", not timed in bf16: no bf16 kernels here"
+        taken += ", not timed in bf16: no bf16 kernels here"
     print(
-        f"step format: auto chose {t.precision}, {t.memory_format} (a training step took {timed}; "
-        f"probe {seconds / world.size:.1f} s, counted as training time)"
+        f"step format: {'auto chose ' if len(candidates) > 1 else ''}{t.precision}, {t.memory_format} "
+        f"(a training step took {taken}; probe {seconds / world.size:.1f} s, counted as training time)"
     )
+    return timings[t.precision, t.memory_format]
 
 
 def end_of_epoch(trainer: Trainer, stats: dict[str, Any]) -> None:
