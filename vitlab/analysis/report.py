@@ -108,13 +108,8 @@ def build_report(
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise VitlabError(f"{run_dir}: run folder not found")
-    clf = Classifier.from_checkpoint(run_dir / "best.pt", device, tta=tta)
+    clf, records, summary = _load_run(run_dir, device, tta)
     cfg, classes = clf.config, clf.classes
-    metrics = run_dir / "metrics.jsonl"
-    records = read_jsonl(metrics) if metrics.is_file() else []
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
 
     # Built in a staging folder that replaces report/ only once complete: a failure leaves the previous report.
     with staged_folder(run_dir / "report") as out:
@@ -152,6 +147,16 @@ def build_report(
         )
         atomic_write_text(page, out / "report.html")
     return run_dir / "report" / "report.html"
+
+
+def _load_run(run_dir: Path, device: str, tta: str | None) -> tuple[Classifier, list[dict], dict]:
+    """The run's best checkpoint as a classifier, its per-epoch records and its summary (empty when absent)."""
+    if not run_dir.is_dir():
+        raise VitlabError(f"{run_dir}: run folder not found")
+    clf = Classifier.from_checkpoint(run_dir / "best.pt", device, tta=tta)
+    metrics, summary = run_dir / "metrics.jsonl", run_dir / "summary.json"
+    records = read_jsonl(metrics) if metrics.is_file() else []
+    return clf, records, json.loads(summary.read_text()) if summary.is_file() else {}
 
 
 def _scores(clf: Classifier, split: Split) -> tuple[dict, torch.Tensor, torch.Tensor]:

@@ -337,7 +337,8 @@ def _from_timm_hub(name: str) -> Pretrained:
     )
 
 
-def _from_hf_dir(path: Path) -> Pretrained:
+def _hf_config(path: Path) -> dict:
+    """The directory's config.json, checked to describe a ViT that vitlab's model can hold."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise VitlabError(
@@ -355,6 +356,11 @@ def _from_hf_dir(path: Path) -> Pretrained:
         )
     if c.get("hidden_act", "gelu") != "gelu":
         raise VitlabError(f"hidden_act {c['hidden_act']!r}; vitlab's ViT uses exact GELU", field=WEIGHTS, value=path)
+    return c
+
+
+def _from_hf_dir(path: Path) -> Pretrained:
+    c = _hf_config(path)
     weights = next((path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()), None)
     if weights is None:
         raise VitlabError("no model.safetensors or pytorch_model.bin in the directory", field=WEIGHTS, value=path)
