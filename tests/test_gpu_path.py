@@ -46,3 +46,14 @@ def test_training_run_with_bf16_and_compile(small_cifar, tmp_path, capsys):
     assert main(["eval", str(out / "best.pt")]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == summary["test_n"] and abs(result["accuracy"] - summary["test_acc"]) <= 1 / result["n"] + 1e-9
+
+
+def test_compiled_training_survives_progressive_resizing(small_cifar, tmp_path):
+    # Each new image size recompiles the model; with inductor's automatic dynamic shapes the second size crashed
+    # (torch 2.14 on the CPU), hours into a run. 2 epochs of 3 batches, the first at 24 px, the second at 28 (the change that crashed).
+    out = tmp_path / "r"
+    args = ["train", "--data", str(small_cifar), "--out", str(out), "--model", "air-s", "--set", "model.depth=1"]
+    args += ["--batch-size", "128", "--epochs", "2", "--no-report", "--set", "data.val_fraction=0"]
+    args += ["--set", "train.compile=true", "--set", "train.resize_start=0.75", "--set", "train.resize_until=1"]
+    assert main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2

@@ -119,7 +119,10 @@ class Trainer:
         net: torch.nn.Module = self.model
         if self.world.distributed:
             net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
-        self.train_model = torch.compile(net) if t.compile else net
+        # Static shapes, one graph a size: progressive resizing feeds a few image sizes, and with automatic dynamic
+        # shapes the recompile for the second failed (torch 2.14: the position embedding's antialiased bicubic
+        # resize has no symbolic-size backward, an internal assert).
+        self.train_model = torch.compile(net, dynamic=False) if t.compile else net
         self.optimizer = build_optimizer(self.model, t)
         # fp16 needs loss scaling (its range is narrow); bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
