@@ -96,6 +96,18 @@ def train_transform(cfg: Config, data: ImageData, device: torch.device) -> Batch
     )
 
 
+def stepping_model(model: torch.nn.Module, world: World, device: torch.device, use_compile: bool) -> torch.nn.Module:
+    """The model the training step calls: wrapped by DDP under torchrun, compiled on request; it shares its
+    parameters with ``model``, which is what gets saved."""
+    net = model
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    # Static shapes, one graph a size: progressive resizing feeds a few image sizes, and with automatic dynamic
+    # shapes the recompile for the second failed (torch 2.14: the position embedding's antialiased bicubic
+    # resize has no symbolic-size backward, an internal assert).
+    return torch.compile(net, dynamic=False) if use_compile else net
+
+
 class Trainer:
     """One training run; ``meta(with_training_state=True)`` goes into ``last.pt`` so ``--resume`` continues."""
 
@@ -114,15 +126,7 @@ class Trainer:
         self.checkpoints = Checkpointer(out)
         t = cfg.train
         self.model = build_model(cfg, fresh, pretrained).to(device)
-        # The model the training step calls: wrapped by DDP under torchrun, compiled on request; it shares its
-        # parameters with self.model, which is what gets saved.
-        net: torch.nn.Module = self.model
-        if self.world.distributed:
-            net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
-        # Static shapes, one graph a size: progressive resizing feeds a few image sizes, and with automatic dynamic
-        # shapes the recompile for the second failed (torch 2.14: the position embedding's antialiased bicubic
-        # resize has no symbolic-size backward, an internal assert).
-        self.train_model = torch.compile(net, dynamic=False) if t.compile else net
+        self.train_model = stepping_model(self.model, self.world, device, t.compile)
         self.optimizer = build_optimizer(self.model, t)
         # fp16 needs loss scaling (its range is narrow); bf16 has fp32's range and does not.
         self.scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
