@@ -47,7 +47,7 @@ def test_auto_chooses_trivialaugment_from_its_epoch_threshold_and_saves_the_choi
     out = tmp_path / "run"
     args = [*_run_args(small_cifar, out), "--epochs", "2", "--set", f"data.auto_augment_epochs={threshold}"]
     assert main(args) == 0
-    assert f"augmentation: auto chose {chosen} (2.0 epochs planned" in capsys.readouterr().out
+    assert f"augmentation: auto chose {chosen}, random erasing 0 (2.0 epochs planned" in capsys.readouterr().out
     # 360 training images in batches of 64: 6 steps an epoch, every one through the chosen policy or none.
     assert used == (["trivialaugment"] * 12 if chosen == "trivialaugment" else [])
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["auto_augment"] == chosen
@@ -73,7 +73,24 @@ def test_under_a_time_budget_the_step_is_timed_even_with_a_fixed_format(
     out = capsys.readouterr().out
     assert "step format: fp32, contiguous (a training step took fp32 contiguous 0.500 s" in out
     # 2 s at 0.5 s a step of 64 images over 360 images: 0.71 epochs (less the probe's own few milliseconds).
-    assert f"augmentation: auto chose {chosen} (0.7 epochs planned" in out
+    assert f"augmentation: auto chose {chosen}, random erasing 0 (0.7 epochs planned" in out
+
+
+@pytest.mark.parametrize(("threshold", "erasing"), [(2, 0.0), (3, 0.25)])
+def test_auto_augment_erasing_replaces_random_erasing_only_when_trivialaugment_is_chosen(
+    small_cifar, tmp_path, monkeypatch, capsys, threshold, erasing
+):
+    used = []
+    real = augment.random_erasing
+    monkeypatch.setattr(augment, "random_erasing", lambda x, p, g: used.append(p) or real(x, p, g))
+    out = tmp_path / "run"
+    args = [*_run_args(small_cifar, out), "--epochs", "2", "--set", f"data.auto_augment_epochs={threshold}"]
+    args += ["--set", "data.random_erasing=0.25", "--set", "data.auto_augment_erasing=0"]
+    assert main(args) == 0
+    assert f", random erasing {erasing:g} (2.0 epochs planned" in capsys.readouterr().out
+    assert used == ([] if erasing == 0 else [0.25] * 12)  # 6 steps an epoch, each erasing at the chosen rate
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["random_erasing"] == erasing
+    assert load_checkpoint(out / "last.pt")[1]["config"].data.random_erasing == erasing
 
 
 def test_a_fixed_policy_and_an_epoch_run_need_no_probe(small_cifar, tmp_path, monkeypatch):
@@ -84,8 +101,11 @@ def test_a_fixed_policy_and_an_epoch_run_need_no_probe(small_cifar, tmp_path, mo
     assert main(args) == 0
 
 
-def test_the_epoch_threshold_is_validated():
+def test_the_epoch_threshold_and_the_erasing_are_validated():
     cfg = Config()
     cfg.data.auto_augment_epochs = -1.0
     with pytest.raises(VitlabError, match=r"data.auto_augment_epochs: expected 0 or more epochs, got -1.0"):
+        validate(cfg)
+    cfg.data.auto_augment_epochs, cfg.data.auto_augment_erasing = 24.0, 1.5
+    with pytest.raises(VitlabError, match=r"data.auto_augment_erasing: expected a probability in \[0, 1\], got 1.5"):
         validate(cfg)

@@ -131,6 +131,9 @@ class DataConfig:
     auto_augment_epochs: float = 24.0
     # Probability of erasing a random rectangle of each training image (0: off).
     random_erasing: float = 0.0
+    # random_erasing's value when auto chooses trivialaugment (None: random_erasing stays): the two regularisers
+    # together underfit an epoch-limited run (benchmarks/RESULTS.md). Settled before the first step and saved.
+    auto_augment_erasing: Optional[float] = None
     # Draw training batches with probability inversely proportional to class size (the seed's
     # WeightedRandomSampler): each epoch then sees the classes equally often.
     balanced: bool = False
@@ -546,6 +549,8 @@ def _check_data(d: DataConfig, m: ModelConfig) -> None:
     if d.workers < 0:
         raise VitlabError(f"data.workers: expected 0 (automatic) or a positive number, got {d.workers}")
     _check_range("data.random_erasing", d.random_erasing, 0, 1, "a probability", high_open=False)
+    if d.auto_augment_erasing is not None:
+        _check_range("data.auto_augment_erasing", d.auto_augment_erasing, 0, 1, "a probability", high_open=False)
     if d.auto_augment_epochs < 0:
         raise VitlabError(f"data.auto_augment_epochs: expected 0 or more epochs, got {d.auto_augment_epochs}")
     side = min(image_hw(m.img_size))

@@ -526,15 +526,19 @@ def planned_epochs(cfg: Config, num_images: int, step_seconds: float | None, spe
 
 def choose_auto_augment(trainer: Trainer, step_seconds: float | None) -> None:
     """Resolve ``data.auto_augment=auto`` from the epochs the run will get (``planned_epochs``) and hand the choice
-    to the loader's transform; it goes into the saved config, so a resumed run keeps it. The probe times the step
-    at full size without augmentation, so the threshold is in those epochs (progressive resizing adds more)."""
+    to the loader's transform, with ``data.auto_augment_erasing`` as the erasing probability when it chooses
+    trivialaugment; both go into the saved config, so a resumed run keeps them. The probe times the step at full
+    size without augmentation, so the threshold is in those epochs (progressive resizing adds more)."""
     d = trainer.cfg.data
     epochs = planned_epochs(trainer.cfg, trainer.loader.num_images, step_seconds, trainer.state.train_seconds)
     d.auto_augment = "trivialaugment" if epochs >= d.auto_augment_epochs else "none"
+    if d.auto_augment != "none" and d.auto_augment_erasing is not None:
+        d.random_erasing = d.auto_augment_erasing
     trainer.loader.transform.auto_augment = d.auto_augment
+    trainer.loader.transform.random_erasing = d.random_erasing
     print(
-        f"augmentation: auto chose {d.auto_augment} ({epochs:.1f} epochs planned; "
-        f"trivialaugment from data.auto_augment_epochs={d.auto_augment_epochs:g})"
+        f"augmentation: auto chose {d.auto_augment}, random erasing {d.random_erasing:g} ({epochs:.1f} epochs "
+        f"planned; trivialaugment from data.auto_augment_epochs={d.auto_augment_epochs:g})"
     )
 
 
